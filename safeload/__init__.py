@@ -1,0 +1,35 @@
+"""safeload: load scikit-learn model files without letting them run code.
+
+Public API: :func:`load`, :func:`loads`, :class:`Policy`, :class:`Limits` and the errors in
+:mod:`safeload.errors`.
+"""
+
+from .api import load, loads
+from .errors import (
+    ForbiddenOperationError,
+    FormatError,
+    LimitExceededError,
+    PolicyError,
+    SafeloadError,
+    UntrustedTypesError,
+    ValidationError,
+)
+from .limits import DEFAULT_LIMITS, Limits
+from .policy import Policy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "load",
+    "loads",
+    "Policy",
+    "Limits",
+    "DEFAULT_LIMITS",
+    "SafeloadError",
+    "FormatError",
+    "UntrustedTypesError",
+    "ForbiddenOperationError",
+    "LimitExceededError",
+    "ValidationError",
+    "PolicyError",
+]

@@ -1,0 +1,119 @@
+"""Public entry points: :func:`load` and :func:`loads`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .audit import audit
+from .build import Builder
+from .errors import PolicyError
+from .limits import DEFAULT_LIMITS, Limits
+from .policy import Policy
+from .readers import read_source
+from .source import open_source
+
+__all__ = ["load", "loads", "make_policy"]
+
+
+def make_policy(trusted: Any = None, policy: Policy | None = None) -> Policy:
+    """Combine a base policy (default: :meth:`Policy.default`) with ``trusted`` extras.
+
+    Raises
+    ------
+    PolicyError
+        ``trusted=True``, wildcards, or a name that can never be trusted.
+    """
+    if policy is not None and not isinstance(policy, Policy):
+        raise PolicyError(f"policy must be a safeload.Policy, got {type(policy).__name__}")
+    return (policy or Policy.default()).extend(trusted)
+
+
+def load(
+    file: Any, *, trusted: Any = None, policy: Policy | None = None, limits: Limits | None = None
+) -> Any:
+    """Load a scikit-learn model from a pickle or joblib file without running untrusted code.
+
+    The format is detected from the content (pickle protocols 0–5 with or without ``PROTO``;
+    joblib plain or compressed with zlib, gzip, bz2, lzma, xz, lz4; files written by
+    ``sklearn.externals.joblib``; gzip/bz2/xz-compressed pickles).  The stream is parsed into
+    an inert graph, every global is audited against the policy *before anything is imported*,
+    then trusted objects are built with their arguments checked, and content that C code
+    indexes (trees, KD/ball trees, sparse matrices ...) is validated.
+
+    Parameters
+    ----------
+    file : str, os.PathLike, binary file object, or URL
+        A path, an open binary file, or an fsspec URL (``s3://``, ``memory://``; needs
+        ``safeload[remote]``).  Use :func:`loads` for bytes.
+    trusted : iterable of str or type, optional
+        Extra exact ``"module.qualname"`` names (or the types themselves) to trust for this call,
+        on top of ``policy``.  ``True`` is refused.
+    policy : Policy, optional
+        Base policy (default: :meth:`Policy.default`, generated from scikit-learn by
+        ``tools/gen_policy.py``).
+    limits : Limits, optional
+        Resource limits (default :data:`~safeload.limits.DEFAULT_LIMITS`).
+
+    Returns
+    -------
+    object
+        The estimator (or whatever trusted object the file holds).
+
+    Raises
+    ------
+    UntrustedTypesError
+        The file names globals the policy does not trust; ``.types`` lists all of them.
+    ForbiddenOperationError
+        ``BUILD`` on a class/function/module, persistent ids, extension codes, a reconstructor
+        called with an untrusted argument, a value-only function called at load time.
+    FormatError
+        Corrupt, truncated, trailing-data or unknown/foreign format.
+    LimitExceededError
+        A resource limit was exceeded (checked before allocating).
+    ValidationError
+        Built content that C code would index out of bounds.
+
+    See Also
+    --------
+    loads : the same for bytes.
+
+    Notes
+    -----
+    Follows the restrictions the Python documentation recommends ("Restricting Globals") and
+    extends them to arguments and state, per scikit-learn's model persistence guide, which
+    warns that pickle loading can execute arbitrary code.
+    """
+    limits = limits or DEFAULT_LIMITS
+    pol = make_policy(trusted, policy)
+    with open_source(file, limits) as src:
+        parsed = read_source(src, limits)
+    return _finish(parsed, pol, limits)
+
+
+def loads(
+    data: bytes, *, trusted: Any = None, policy: Policy | None = None, limits: Limits | None = None
+) -> Any:
+    """Like :func:`load`, for the bytes of a pickle or joblib file.
+
+    Parameters
+    ----------
+    data : bytes-like
+    trusted, policy, limits
+        As for :func:`load`.
+
+    Raises
+    ------
+    UntrustedTypesError, ForbiddenOperationError, FormatError, LimitExceededError, ValidationError
+        As for :func:`load`.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"loads() takes bytes, got {type(data).__name__}; use load() for files")
+    return load(bytes(data), trusted=trusted, policy=policy, limits=limits)
+
+
+def _finish(parsed: Any, policy: Policy, limits: Limits) -> Any:
+    resolved = audit(parsed.context, policy)
+    root = parsed.root
+    parsed.root = None
+    builder = Builder(policy, limits, resolved)
+    return builder.build(root)

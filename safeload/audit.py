@@ -1,0 +1,73 @@
+"""Audit stage: decide on the strings of every global, then resolve only trusted ones.
+
+The whole stream has been parsed (nothing imported, nothing called) before this runs, so one
+error lists *every* untrusted global in the file, together with any forbidden construct the parse
+recorded (``BUILD`` on a class, persistent ids, extension codes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ForbiddenOperationError, FormatError, UntrustedTypesError
+from .graph import ParseContext
+from .policy import Policy, Verdict, format_name
+
+__all__ = ["audit", "verdicts"]
+
+
+def verdicts(context: ParseContext, policy: Policy) -> dict[tuple[str, str], Verdict]:
+    """Policy verdict for every distinct global the stream named (imports nothing)."""
+    return {pair: policy.verdict(*pair) for pair in context.globals}
+
+
+def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
+    """Check every global of a parsed stream and resolve the trusted ones.
+
+    Parameters
+    ----------
+    context : ParseContext
+        The parse's record of globals and forbidden constructs.
+    policy : Policy
+
+    Returns
+    -------
+    dict
+        Placeholder class → the real trusted object (imported only now).
+
+    Raises
+    ------
+    UntrustedTypesError
+        Listing every untrusted global (forbidden constructs are named in the message too).
+    ForbiddenOperationError
+        When every global is trusted but the stream used a forbidden construct.
+    FormatError
+        When a trusted name does not exist in the installed libraries.
+    """
+    untrusted: list[tuple[str, str]] = []
+    for pair, verdict in verdicts(context, policy).items():
+        if not verdict.trusted:
+            reason = verdict.reason
+            if verdict.canonical != pair:
+                reason += f" (read as {format_name(verdict.canonical)})"
+            untrusted.append((format_name(pair), reason))
+    if untrusted:
+        message = "the file references globals that are not trusted"
+        if context.forbidden:
+            message += "; it also uses " + ", ".join(sorted({op for op, _ in context.forbidden}))
+        raise UntrustedTypesError(untrusted, message)
+    if context.forbidden:
+        operation, detail = context.forbidden[0]
+        more = f" (and {len(context.forbidden) - 1} more)" if len(context.forbidden) > 1 else ""
+        raise ForbiddenOperationError(operation, detail + more)
+    resolved: dict[type, Any] = {}
+    for pair, placeholder in context.globals.items():
+        canonical = policy.canonical(pair)
+        try:
+            resolved[placeholder] = policy.resolve(canonical)
+        except (ImportError, AttributeError) as exc:
+            raise FormatError(
+                f"{format_name(pair)} is trusted but does not exist in the installed libraries "
+                f"({type(exc).__name__}: {exc}); the file was written by another version"
+            ) from exc
+    return resolved

@@ -1,0 +1,324 @@
+"""Build stage: replay an audited inert graph with the real trusted callables.
+
+Runs only after :mod:`safeload.audit` accepted every global of the stream.  It walks the graph
+once (shared references and cycles preserved through a memo keyed by object identity), and for
+each node:
+
+1. builds the arguments, then checks the call with :mod:`safeload.constraints`;
+2. performs the call (``func(*args)`` or ``cls.__new__(cls, *args)``);
+3. replays ``BUILD``/``APPEND``/``SETITEM``/``ADD`` in stream order — ``BUILD`` only on
+   instances, never on a class, function or module — mirroring ``pickle._Unpickler.load_build``;
+4. hands the object to :func:`safeload.validate.validate` when a validator is registered.
+
+Containers are rebuilt in place (lists, dicts, sets) so identity is kept; a container whose
+items are all atoms is skipped at C speed (``set(map(type, items))``).  Payloads are released as
+soon as they are consumed, so peak memory stays close to ``pickle.load``'s.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import numpy as np
+
+from .constraints import CallSite, Replace, check_call
+from .errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
+from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
+from .limits import Limits
+from .policy import Policy
+
+try:
+    from .validate import has_validator, validate
+except ImportError:  # pragma: no cover - TEMPORARY until the validators land
+
+    def has_validator(tp):  # type: ignore[no-redef]
+        return False
+
+    def validate(obj, limits):  # type: ignore[no-redef]
+        return None
+
+
+__all__ = ["Builder"]
+
+_ATOMIC = ATOMIC_TYPES | {np.ndarray}
+_IN_PROGRESS = object()
+_NOT_BUILDABLE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.BuiltinMethodType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+    staticmethod,
+    classmethod,
+    property,
+    np.ufunc,
+)
+
+
+class Builder:
+    """Turns one audited graph into real objects.
+
+    Parameters
+    ----------
+    policy : Policy
+        Used to resolve the (already audited) globals and to check class arguments.
+    limits : Limits
+    resolved : dict
+        Placeholder class → the real trusted object, prepared by the audit.
+    """
+
+    def __init__(self, policy: Policy, limits: Limits, resolved: dict[type, Any]):
+        self.policy = policy
+        self.limits = limits
+        self.resolved = resolved
+        self.pairs: dict[type, tuple[str, str]] = {}
+        self.memo: dict[int, Any] = {}
+        self.sizes: dict[int, int] = {}
+        self.items = 0
+        self.array_bytes = 0
+        trusted_types = {id(obj) for obj in resolved.values() if isinstance(obj, type)}
+        self._trusted_type_ids = trusted_types
+
+    # ------------------------------------------------------------------ helpers
+    def is_trusted_type(self, obj: Any) -> bool:
+        """True when ``obj`` is a class the file named and the policy trusts."""
+        if id(obj) in self._trusted_type_ids:
+            return True
+        if isinstance(obj, type):
+            return self.policy.is_trusted((obj.__module__, obj.__qualname__))
+        return False
+
+    def _count(self, n: int) -> None:
+        self.items += n
+        if self.items > self.limits.max_items:
+            raise LimitExceededError(
+                "max_items",
+                self.items,
+                self.limits.max_items,
+                "objects and container items, shared references counted each time",
+            )
+
+    # ------------------------------------------------------------------ walk
+    def build(self, obj: Any, depth: int = 0) -> Any:
+        """Return the real object for graph object ``obj``.
+
+        Raises
+        ------
+        ForbiddenOperationError, LimitExceededError, FormatError, ValidationError
+        """
+        tp = type(obj)
+        if tp in _ATOMIC:
+            return obj
+        key = id(obj)
+        memo = self.memo
+        if key in memo:
+            hit = memo[key]
+            if hit is _IN_PROGRESS:
+                raise FormatError("an object is used inside its own constructor arguments")
+            # a shared reference counts as many items as the subgraph it repeats (memo bombs)
+            self._count(self.sizes.get(key, 0))
+            return hit
+        if depth > self.limits.max_depth:
+            raise LimitExceededError(
+                "max_depth", depth, self.limits.max_depth, "nesting of containers and objects"
+            )
+        start = self.items
+        result = self._build_new(obj, tp, key, depth + 1)
+        self.sizes[key] = self.items - start
+        return result
+
+    def _build_new(self, obj: Any, tp: type, key: int, depth: int) -> Any:
+        memo = self.memo
+        build = self.build
+        if tp is list:
+            memo[key] = obj
+            self._count(len(obj))
+            if not _all_atomic(obj):
+                for i, item in enumerate(obj):
+                    if type(item) not in _ATOMIC:
+                        obj[i] = build(item, depth)
+            return obj
+        if tp is dict:
+            memo[key] = obj
+            self._count(len(obj))
+            if not _all_atomic(obj):
+                items = [(build(k, depth), build(v, depth)) for k, v in obj.items()]
+                obj.clear()
+                obj.update(items)
+            elif not _all_atomic(obj.values()):
+                for k, v in obj.items():
+                    if type(v) not in _ATOMIC:
+                        obj[k] = build(v, depth)
+            return obj
+        if tp is tuple:
+            self._count(len(obj))
+            if _all_atomic(obj):
+                memo[key] = obj
+                return obj
+            memo[key] = obj  # a cycle through a tuple sees the tuple itself (see Notes)
+            result = tuple([build(item, depth) for item in obj])
+            memo[key] = result
+            return result
+        if tp is Call or tp is New:
+            return self._build_node(obj, key, depth)
+        if isinstance(obj, type) and issubclass(obj, Global):
+            real = self.resolved[obj]
+            memo[key] = real
+            return real
+        if tp is set:
+            memo[key] = obj
+            self._count(len(obj))
+            if not _all_atomic(obj):
+                items = [build(item, depth) for item in obj]
+                obj.clear()
+                obj.update(items)
+            return obj
+        if tp is frozenset:
+            self._count(len(obj))
+            result = obj if _all_atomic(obj) else frozenset([build(item, depth) for item in obj])
+            memo[key] = result
+            return result
+        raise FormatError(
+            f"the unpickler produced an unexpected {tp.__module__}.{tp.__qualname__} object "
+            "(only builtin containers, atoms and audited globals may appear)"
+        )
+
+    def _build_node(self, node: Any, key: int, depth: int) -> Any:
+        memo = self.memo
+        memo[key] = _IN_PROGRESS
+        self._count(1)
+        placeholder = node.func
+        if not (isinstance(placeholder, type) and issubclass(placeholder, Global)):
+            raise ForbiddenOperationError(
+                "call-of-result",
+                f"the file calls {node.name}, the result of another call (as in "
+                "getattr(module, name)(...)); only named, trusted callables may be called",
+            )
+        func = self.resolved[placeholder]
+        pair = self.policy.canonical((placeholder.module, placeholder.qualname))
+        args = node.args
+        if args and not _all_atomic(args):
+            args = tuple([self.build(a, depth) for a in args])
+        kwargs = node.kwargs
+        if kwargs:
+            kwargs = {self.build(k, depth): self.build(v, depth) for k, v in kwargs.items()}
+        kind = "new" if type(node) is New else "call"
+        site = CallSite(pair, func, args, kwargs, kind, self.limits, self.is_trusted_type)
+        verdict = check_call(site)
+        if isinstance(verdict, Replace):
+            result = verdict.value
+        else:
+            try:
+                if kind == "new":
+                    if not isinstance(func, type):
+                        raise ForbiddenOperationError(
+                            "newobj-on-non-class", f"{site.name} is not a class"
+                        )
+                    result = func.__new__(func, *args, **kwargs)
+                else:
+                    result = func(*args, **kwargs)
+            except SafeloadError:
+                raise
+            except MemoryError as exc:
+                raise LimitExceededError(
+                    "max_array_bytes",
+                    0,
+                    self.limits.max_array_bytes,
+                    f"{site.name} ran out of memory",
+                ) from exc
+            except Exception as exc:  # noqa: BLE001 - a trusted callable rejected the data
+                raise FormatError(
+                    f"{site.name} failed on the file's arguments: {type(exc).__name__}: {exc}"
+                ) from exc
+        node.args = node.kwargs = None
+        memo[key] = result
+        ops = node.ops
+        if ops is not None:
+            node.ops = None
+            self._apply_ops(result, ops, site.name, depth)
+        if type(result) is np.ndarray:
+            self.array_bytes += result.nbytes
+            self.limits.check("max_total_array_bytes", self.array_bytes, "all arrays of the file")
+        elif has_validator(type(result)):
+            validate(result, self.limits)
+        return result
+
+    def _apply_ops(self, obj: Any, ops: list, name: str, depth: int) -> None:
+        build = self.build
+        for op in ops:
+            code = op[0]
+            try:
+                if code == OP_BUILD:
+                    state = op[1]
+                    if type(state) not in _ATOMIC:
+                        state = build(state, depth)
+                    _apply_build(obj, state, name)
+                elif code == OP_SETITEM:
+                    obj[build(op[1], depth)] = build(op[2], depth)
+                elif code == OP_EXTEND:
+                    items = [build(x, depth) for x in op[1]]
+                    extend = getattr(obj, "extend", None)
+                    if extend is not None:
+                        extend(items)
+                    else:
+                        for x in items:
+                            obj.append(x)
+                else:  # OP_ADD
+                    obj.add(build(op[1], depth))
+            except SafeloadError:
+                raise
+            except MemoryError as exc:
+                raise LimitExceededError(
+                    "max_array_bytes",
+                    0,
+                    self.limits.max_array_bytes,
+                    f"restoring {name} ran out of memory",
+                ) from exc
+            except Exception as exc:  # noqa: BLE001
+                raise FormatError(
+                    f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+
+
+def _all_atomic(items: Any) -> bool:
+    return set(map(type, items)) <= _ATOMIC
+
+
+def _apply_build(inst: Any, state: Any, name: str) -> None:
+    """``BUILD`` as ``pickle._Unpickler.load_build`` does it, but only on instances."""
+    if isinstance(inst, _NOT_BUILDABLE):
+        raise ForbiddenOperationError(
+            "build-on-global",
+            f"BUILD on the result of {name}, a {type(inst).__name__}: state may only be set on "
+            "instances, never on a class, function or module",
+        )
+    setstate = getattr(inst, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return
+    slotstate = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slotstate = state
+    if state:
+        inst_dict = inst.__dict__
+        intern = sys.intern
+        for k, v in state.items():
+            if type(k) is str:
+                inst_dict[intern(k)] = v
+            else:
+                inst_dict[k] = v
+    if slotstate:
+        for k, v in slotstate.items():
+            if k in ("__class__", "__dict__"):
+                raise ForbiddenOperationError(
+                    "build-slot-state", f"slot state may not set {k} on {name}"
+                )
+            setattr(inst, k, v)

@@ -1,0 +1,128 @@
+"""Exceptions raised by safeload.
+
+Every error safeload raises on bad input is a :class:`SafeloadError`, so a service can catch one
+class and be sure nothing else escapes from a load, a scan or a conversion.  The hierarchy follows
+the pipeline stages (parse → audit → build → validate) so a caller can tell a corrupt file from a
+hostile one.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable
+
+__all__ = [
+    "SafeloadError",
+    "FormatError",
+    "UntrustedTypesError",
+    "ForbiddenOperationError",
+    "LimitExceededError",
+    "ValidationError",
+    "PolicyError",
+]
+
+
+class SafeloadError(Exception):
+    """Base class of every error safeload raises for bad input or a refused file."""
+
+
+class FormatError(SafeloadError, pickle.UnpicklingError):
+    """The file is corrupt, truncated, or not in a format safeload reads.
+
+    Raised for unknown magic bytes, streams that stop before ``STOP``, invalid opcodes, bad
+    compression framing, and well-formed files of a foreign format (a plain ``.npy``, a zip that
+    is not a safeload or skops file).
+    """
+
+
+class UntrustedTypesError(SafeloadError, pickle.UnpicklingError, TypeError):
+    """The file names globals that the policy does not trust.
+
+    The whole stream is parsed before this is raised, so :attr:`types` lists *every* untrusted
+    ``module.qualname`` in the file, sorted, and :attr:`reasons` says why each one is refused.
+    Nothing named in the file was imported or called.
+
+    Parameters
+    ----------
+    types : iterable of (str, str)
+        Pairs ``(name, reason)``; ``name`` is ``module.qualname`` as the stream spells it.
+    message : str, optional
+        Extra context put before the list.
+
+    Notes
+    -----
+    Subclasses :class:`pickle.UnpicklingError` (drop-in for code that caught pickle errors) and
+    :class:`TypeError` (like ``skops.io.exceptions.UntrustedTypesFoundException``).
+    """
+
+    def __init__(self, types: Iterable[tuple[str, str]], message: str | None = None):
+        pairs = sorted(dict(types).items())
+        self.types: list[str] = [name for name, _ in pairs]
+        self.reasons: dict[str, str] = dict(pairs)
+        lines = [f"  - {name}: {reason}" for name, reason in pairs]
+        head = message or "the file references globals that are not trusted"
+        advice = (
+            "Nothing was imported or called. If you have checked these types and trust them, "
+            "pass them explicitly: safeload.load(path, trusted=[...])."
+        )
+        super().__init__(f"{head} ({len(pairs)}):\n" + "\n".join(lines) + "\n" + advice)
+
+
+class ForbiddenOperationError(SafeloadError, pickle.UnpicklingError):
+    """The stream uses a pickle mechanism that safeload never allows.
+
+    Examples: ``BUILD`` on a class, function or module (monkey-patching), persistent ids,
+    extension-registry codes (``EXT1``/``EXT2``/``EXT4``), out-of-band buffers, a trusted
+    reconstructor called with an untrusted argument (``copyreg._reconstructor`` with
+    ``base=Popen``, numpy's ``__randomstate_ctor`` with a foreign constructor).
+
+    Parameters
+    ----------
+    operation : str
+        Short stable identifier of the forbidden construct, e.g. ``"build-on-class"``.
+    message : str
+        Human-readable explanation.
+    """
+
+    def __init__(self, operation: str, message: str):
+        self.operation = operation
+        super().__init__(f"{operation}: {message}")
+
+
+class LimitExceededError(SafeloadError, pickle.UnpicklingError):
+    """A resource limit of :class:`safeload.Limits` was exceeded.
+
+    Raised before the allocation it guards, so refusing a bomb costs bounded time and memory.
+
+    Parameters
+    ----------
+    limit : str
+        Name of the :class:`~safeload.Limits` field, e.g. ``"max_array_bytes"``.
+    actual : int
+        The value the file asked for (or reached), in the limit's unit.
+    allowed : int
+        The limit in force.
+    """
+
+    def __init__(self, limit: str, actual: int, allowed: int, what: str = ""):
+        self.limit = limit
+        self.actual = actual
+        self.allowed = allowed
+        detail = f" ({what})" if what else ""
+        super().__init__(
+            f"limit {limit} exceeded{detail}: the file needs {actual:,}, the limit is "
+            f"{allowed:,}. Raise it with safeload.Limits({limit}=...) only for files you trust."
+        )
+
+
+class ValidationError(SafeloadError, ValueError):
+    """Built content that C code would index unsafely (tree nodes, sparse indices, ...).
+
+    Trusting a type is not trusting its content: a ``sklearn.tree._tree.Tree`` whose child
+    indices point outside its node array crashes the process on ``predict``.
+    """
+
+
+class PolicyError(SafeloadError, ValueError):
+    """A trust policy was built or extended in a way safeload refuses (``trusted=True``, a
+    wildcard, a name that can load or execute code)."""

@@ -1,0 +1,196 @@
+"""Inert object graph produced by the readers.
+
+A reader parses a stream into plain Python containers (``list``, ``dict``, ``tuple``, ``set``,
+``frozenset``), atoms (``int``, ``str``, ``bytes`` ...) and the node types below.  **Creating a
+node never imports or calls anything from the file**: that is the contract that lets ``scan`` and
+the audit stage run on hostile files.
+
+How the stdlib unpicklers are made inert
+----------------------------------------
+``find_class`` returns a *placeholder class* per global (a fresh subclass of :class:`Global`
+whose metaclass is :class:`GlobalMeta`).  The stdlib machinery then does the rest:
+
+* ``REDUCE``/``INST``/``OBJ`` call the placeholder → ``GlobalMeta.__call__`` records a
+  :class:`Call` node.
+* ``NEWOBJ``/``NEWOBJ_EX`` call the placeholder's ``tp_new`` → ``Global.__new__`` records a
+  :class:`New` node (the C unpickler insists the class be a *type*, hence classes, not objects).
+* ``BUILD``/``APPEND(S)``/``SETITEM(S)``/``ADDITEMS`` on a node call its ``__setstate__``,
+  ``extend``, ``__setitem__`` or ``add``, which record the operation on the node in order.
+* ``BUILD`` on a placeholder class (monkey-patching a class, function or module) reaches
+  ``GlobalMeta.__setstate__``, which records a forbidden operation instead of doing anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Global",
+    "GlobalMeta",
+    "Node",
+    "Call",
+    "New",
+    "ParseContext",
+    "OP_BUILD",
+    "OP_EXTEND",
+    "OP_SETITEM",
+    "OP_ADD",
+    "ATOMIC_TYPES",
+]
+
+OP_BUILD = 0
+OP_EXTEND = 1
+OP_SETITEM = 2
+OP_ADD = 3
+
+#: Types whose instances hold no references to other parsed objects.
+ATOMIC_TYPES = frozenset({int, float, str, bytes, bytearray, bool, type(None), complex})
+
+
+class ParseContext:
+    """Everything one parse records besides the object graph (one per stream, never shared).
+
+    Attributes
+    ----------
+    globals : dict of (str, str) to type
+        Placeholder class per global, in the order the stream first named them.
+    forbidden : list of (str, str)
+        ``(operation, detail)`` for constructs safeload never allows (BUILD on a class,
+        persistent ids ...), recorded so the audit can report them with the untrusted names.
+    offsets : list of int
+        Byte offsets of the opcodes that named a global, in stream order (filled by the opcode
+        scan when available).
+    """
+
+    __slots__ = ("globals", "forbidden", "n_nodes", "global_order", "__weakref__")
+
+    def __init__(self) -> None:
+        self.globals: dict[tuple[str, str], type] = {}
+        self.global_order: list[tuple[str, str]] = []
+        self.forbidden: list[tuple[str, str]] = []
+        self.n_nodes = 0
+
+    def placeholder(self, module: str, qualname: str) -> type:
+        """Return the placeholder class for a global (one per distinct pair).
+
+        Called from ``find_class``; records the name, imports nothing.
+        """
+        key = (module, qualname)
+        self.global_order.append(key)
+        cls = self.globals.get(key)
+        if cls is None:
+            if type(module) is not str or type(qualname) is not str:
+                raise TypeError("global names must be str")
+            cls = GlobalMeta(
+                "Global",
+                (Global,),
+                {"__slots__": (), "module": module, "qualname": qualname, "context": self},
+            )
+            self.globals[key] = cls
+        return cls
+
+
+class GlobalMeta(type):
+    """Metaclass of placeholder globals: calling one records a :class:`Call` node."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Call:
+        return Call(cls, args, kwargs)
+
+    def __setstate__(cls, state: Any) -> None:
+        cls.context.forbidden.append(
+            (
+                "build-on-global",
+                f"BUILD sets state on {cls.module}.{cls.qualname} itself (a class, function or "
+                "module), which would monkey-patch it for the whole process",
+            )
+        )
+
+    def __repr__(cls) -> str:
+        return f"<global {cls.module}.{cls.qualname}>"
+
+
+class Global(metaclass=GlobalMeta):
+    """Base of placeholder globals.  ``NEWOBJ`` reaches :meth:`__new__` and records a node."""
+
+    __slots__ = ()
+    module: str = ""
+    qualname: str = ""
+    context: ParseContext
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> New:  # type: ignore[misc]
+        return New(cls, args, kwargs)
+
+
+class Node:
+    """A deferred construction: ``func`` is a placeholder class; ``ops`` are later mutations.
+
+    Attributes
+    ----------
+    func : type
+        The placeholder of the callable (``Call``) or class (``New``).
+    args : tuple
+    kwargs : dict
+    ops : list of tuple or None
+        ``(OP_BUILD, state)``, ``(OP_EXTEND, items)``, ``(OP_SETITEM, key, value)``,
+        ``(OP_ADD, item)`` in stream order; ``None`` when there are none.
+    """
+
+    __slots__ = ("func", "args", "kwargs", "ops")
+
+    def __init__(self, func: type, args: tuple, kwargs: dict) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.ops: list[tuple] | None = None
+
+    def _record(self, op: tuple) -> None:
+        if self.ops is None:
+            self.ops = [op]
+        else:
+            self.ops.append(op)
+
+    # The stdlib unpicklers look these up on the object the opcode targets.
+    def __setstate__(self, state: Any) -> None:
+        self._record((OP_BUILD, state))
+
+    def extend(self, items: Any) -> None:
+        self._record((OP_EXTEND, list(items)))
+
+    def append(self, item: Any) -> None:
+        self._record((OP_EXTEND, [item]))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._record((OP_SETITEM, key, value))
+
+    def add(self, item: Any) -> None:
+        self._record((OP_ADD, item))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Call:
+        # REDUCE on the *result* of a call (``getattr(os, 'system')(cmd)``): recorded so the
+        # parse can go on and report every global; the build stage refuses it.
+        return Call(self, args, kwargs)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        func = self.func
+        if isinstance(func, Node):
+            return f"<result of {func.name}>"
+        return f"{func.module}.{func.qualname}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} args={len(self.args)}>"
+
+
+class Call(Node):
+    """``func(*args, **kwargs)`` — from ``REDUCE``, ``INST`` or ``OBJ``."""
+
+    __slots__ = ()
+
+
+class New(Node):
+    """``cls.__new__(cls, *args, **kwargs)`` — from ``NEWOBJ``/``NEWOBJ_EX``."""
+
+    __slots__ = ()
+
+
+NODE_TYPES = (Call, New)

@@ -1,0 +1,189 @@
+"""Raw pickle streams → inert object graph, at C speed.
+
+The stdlib C unpickler does the parsing (memo, every opcode of protocols 0–5, Python 2 string
+opcodes) while :class:`~safeload.graph.ParseContext` placeholders make every global inert; see
+:mod:`safeload.graph`.  The stream is pre-scanned by :func:`~safeload.readers.opscan.scan_opcodes`
+first so the C unpickler never sees the few opcodes that hurt it.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FormatError, LimitExceededError, SafeloadError
+from ..graph import Call, New, ParseContext
+from ..limits import Limits
+from .opscan import StreamInfo, scan_opcodes
+
+__all__ = ["ParsedStream", "parse_pickle", "InertUnpickler"]
+
+
+@dataclass
+class ParsedStream:
+    """Result of parsing one stream: the root of the graph, the context and the scan info."""
+
+    root: Any
+    context: ParseContext
+    info: StreamInfo | None
+    format: str = "pickle"
+
+
+class _Forbidden:
+    """Stands in for the value of a forbidden opcode so parsing can continue to the end."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
+def _inert_hooks(cls):
+    """Add the inert ``find_class``/``persistent_load`` to an unpickler class."""
+
+    def find_class(self, module, name):
+        if type(module) is not str or type(name) is not str:
+            raise FormatError("a global's module and name must be str")
+        ctx = self._safeload_context
+        if (
+            len(ctx.globals) >= self._safeload_limits.max_globals
+            and (module, name) not in ctx.globals
+        ):
+            raise LimitExceededError(
+                "max_globals",
+                len(ctx.globals) + 1,
+                self._safeload_limits.max_globals,
+                "distinct globals",
+            )
+        return ctx.placeholder(module, name)
+
+    def persistent_load(self, pid):
+        self._safeload_context.forbidden.append(
+            (
+                "persistent-id",
+                f"persistent id {str(pid)[:80]!r}: safeload never resolves "
+                "persistent ids (they hand control to application code)",
+            )
+        )
+        return _Forbidden("persistent-id")
+
+    cls.find_class = find_class
+    cls.persistent_load = persistent_load
+    return cls
+
+
+@_inert_hooks
+class InertUnpickler(pickle.Unpickler):
+    """The C unpickler with every global replaced by an inert placeholder.
+
+    Parameters
+    ----------
+    file : binary file object
+    context : ParseContext
+    limits : Limits
+
+    Notes
+    -----
+    ``encoding='latin1'`` decodes Python 2 ``str`` payloads the way numpy and joblib do, so
+    numpy arrays pickled by Python 2 load (numpy's ``__setstate__`` accepts latin-1 text).
+    """
+
+    def __init__(self, file, context: ParseContext, limits: Limits):
+        super().__init__(file, encoding="latin1")
+        self._safeload_context = context
+        self._safeload_limits = limits
+
+
+def parse_pickle(
+    data,
+    limits: Limits,
+    *,
+    file: Any = None,
+    context: ParseContext | None = None,
+    allow_trailing: bool = False,
+) -> ParsedStream:
+    """Parse one raw pickle stream into an inert graph.
+
+    Parameters
+    ----------
+    data : bytes-like or mmap.mmap
+        The stream (used for the pre-scan; also parsed when ``file`` is None).
+    limits : Limits
+    file : binary file object, optional
+        The same bytes as a seekable file positioned at the start; parsing from it keeps peak
+        memory as low as ``pickle.load(file)`` (``data`` may then be a memory map that is
+        released before objects are built).
+    context : ParseContext, optional
+        Share placeholders with an enclosing parse.
+    allow_trailing : bool
+        Accept bytes after ``STOP``.
+
+    Returns
+    -------
+    ParsedStream
+
+    Raises
+    ------
+    FormatError
+        Corrupt or truncated stream, or a forbidden construct that the C unpickler can not be
+        trusted with (extension codes while the ``copyreg`` registry is not empty).
+    LimitExceededError
+    """
+    info = scan_opcodes(data, limits, allow_trailing=allow_trailing)
+    ctx = context or ParseContext()
+    if info.joblib:
+        # raw array bytes follow; the caller switches to the joblib reader
+        return ParsedStream(None, ctx, info, "joblib")
+    if info.ext_offsets:
+        # With an empty copyreg registry the C unpickler raises on EXT; with a non-empty one it
+        # would hand back objects cached by other code without calling find_class.
+        ctx.forbidden.append(
+            (
+                "extension-code",
+                f"EXT opcode at offset {info.ext_offsets[0]}: extension-registry codes fetch "
+                "globals without naming them (copyreg.add_extension)",
+            )
+        )
+        return ParsedStream(None, ctx, info)
+    if info.buffer_offsets:
+        ctx.forbidden.append(
+            (
+                "out-of-band-buffer",
+                f"{'NEXT_BUFFER/READONLY_BUFFER'} at offset {info.buffer_offsets[0]}: out-of-band "
+                "buffers are not part of the file",
+            )
+        )
+        return ParsedStream(None, ctx, info)
+    if copyreg._extension_registry or copyreg._extension_cache:  # pragma: no cover - defensive
+        pass  # EXT opcodes were excluded above, so the registry can not be reached.
+    stream = file if file is not None else io.BytesIO(data)
+    unpickler = InertUnpickler(stream, ctx, limits)
+    try:
+        root = unpickler.load()
+    except SafeloadError:
+        raise
+    except RecursionError as exc:
+        raise LimitExceededError(
+            "max_depth", limits.max_depth + 1, limits.max_depth, "nesting while parsing"
+        ) from exc
+    except MemoryError as exc:
+        raise LimitExceededError(
+            "max_decompressed_bytes",
+            len(data),
+            limits.max_decompressed_bytes,
+            "the stream asked for more memory than is available",
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - every parse failure is a format error
+        raise FormatError(f"corrupt pickle stream: {type(exc).__name__}: {exc}") from exc
+    finally:
+        # The memo holds every memoized object (bytes payloads included): drop it now so the
+        # build stage can free payloads as it consumes them.
+        unpickler.memo = {}
+        del unpickler
+    return ParsedStream(root, ctx, info)
+
+
+NODE_TYPES = (Call, New)
