@@ -25,7 +25,7 @@ def make_policy(trusted: Any = None, policy: Policy | None = None) -> Policy:
     """
     if policy is not None and not isinstance(policy, Policy):
         raise PolicyError(f"policy must be a safeload.Policy, got {type(policy).__name__}")
-    return (policy or Policy.default()).extend(trusted)
+    return (policy if policy is not None else Policy.default()).extend(trusted)
 
 
 def load(

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ._text import describe
 from .errors import ForbiddenOperationError, LimitExceededError
 from .limits import Limits
 
@@ -244,13 +245,13 @@ def _check_shape(site: CallSite, shape: Any, itemsize: int) -> None:
     if not isinstance(shape, (tuple, list)) or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
     ):
-        raise _forbid(site, "bad-arguments", f"shape must be a tuple of ints, got {shape!r:.80}")
+        raise _forbid(site, "bad-arguments", f"shape must be a tuple of ints, got {describe(shape)}")
     if len(shape) > 64:
         raise _forbid(site, "bad-arguments", f"{len(shape)} dimensions")
     if any(d < 0 for d in shape):
-        raise _forbid(site, "bad-arguments", f"negative dimension in {shape!r:.80}")
+        raise _forbid(site, "bad-arguments", f"negative dimension in {describe(shape)}")
     nbytes = math.prod(int(d) for d in shape) * itemsize
-    site.limits.check("max_array_bytes", nbytes, f"{site.name} with shape {tuple(shape)!r:.80}")
+    site.limits.check("max_array_bytes", nbytes, f"{site.name} with shape {describe(tuple(shape))}")
 
 
 @register("numpy._core.multiarray:_reconstruct", "numpy.core.multiarray:_reconstruct")
@@ -310,7 +311,7 @@ def _np_frombuffer(site: CallSite) -> None:
         raise _forbid(site, "bad-arguments", "dtype must be a numpy.dtype")
     _check_shape(site, shape, dtype.itemsize or 1)
     if order not in ("C", "F", "A", "K"):
-        raise _forbid(site, "bad-arguments", f"order {order!r:.20}")
+        raise _forbid(site, "bad-arguments", f"order {describe(order)}")
 
 
 @register("numpy:dtype")
@@ -330,7 +331,7 @@ def _random_name(site: CallSite, name: Any) -> None:
     known = nprp.BitGenerators
     if isinstance(name, str):
         if name not in known:
-            raise _forbid(site, "untrusted-argument", f"unknown bit generator {name!r:.40}")
+            raise _forbid(site, "untrusted-argument", f"unknown bit generator {describe(name)}")
     elif isinstance(name, type):
         if name not in known.values():
             raise _forbid(site, "untrusted-argument", f"bit generator {_describe(name)}")
@@ -444,7 +445,7 @@ def _codecs_encode(site: CallSite) -> None:
         raise _forbid(
             site,
             "untrusted-argument",
-            f"codec {encoding!r:.40} (only text encodings are allowed; rot13 etc. "
+            f"codec {describe(encoding)} (only text encodings are allowed; rot13 etc. "
             "compute names at load time)",
         )
     if len(site.args) > 3:

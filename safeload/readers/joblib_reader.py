@@ -30,6 +30,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from .._text import describe
 from ..errors import FormatError, LimitExceededError, SafeloadError
 from ..graph import ATOMIC_TYPES, OP_BUILD, Call, New, ParseContext
 from ..limits import Limits
@@ -78,7 +79,7 @@ class _JoblibUnpickler(_Base):
         self._file = file
         self._dirname = dirname
         self._depth = depth
-        self._dtype_cache: dict[int, np.dtype] = {}
+        self._dtype_cache: dict[int, tuple[Any, Any]] = {}
         self.array_bytes = 0
 
     # -- BUILD -------------------------------------------------------------------------------
@@ -127,44 +128,58 @@ class _JoblibUnpickler(_Base):
             raise FormatError("joblib array wrapper state must be a dict")
         return state
 
-    def _eval_dtype(self, obj: Any, depth: int = 0) -> Any:
-        """Evaluate the ``numpy.dtype(...)`` subgraph of a wrapper (nothing else allowed)."""
+    def _eval_dtype(self, obj: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+        """Evaluate the ``numpy.dtype(...)`` subgraph of a wrapper (nothing else allowed).
+
+        Shared sub-objects are evaluated once (memo by identity) and the walk visits at most
+        10,000 items, so a memo bomb hidden in the wrapper state costs bounded time.
+        """
+        if budget is None:
+            budget = [10_000]
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise LimitExceededError("max_items", 10_001, 10_000, "items in a joblib array dtype")
         if depth > 32:
             raise LimitExceededError("max_depth", depth, 32, "nested dtype")
         tp = type(obj)
         if tp in ATOMIC_TYPES:
             return obj
+        cached = self._dtype_cache.get(id(obj))
+        if cached is not None:
+            return cached[1]
         if tp is tuple:
-            return tuple(self._eval_dtype(x, depth + 1) for x in obj)
-        if tp is list:
-            return [self._eval_dtype(x, depth + 1) for x in obj]
-        if tp is dict:
-            return {
-                self._eval_dtype(k, depth + 1): self._eval_dtype(v, depth + 1)
+            result: Any = tuple(self._eval_dtype(x, depth + 1, budget) for x in obj)
+        elif tp is list:
+            result = [self._eval_dtype(x, depth + 1, budget) for x in obj]
+        elif tp is dict:
+            result = {
+                self._eval_dtype(k, depth + 1, budget): self._eval_dtype(v, depth + 1, budget)
                 for k, v in obj.items()
             }
-        if tp is Call and (obj.func.module, obj.func.qualname) == ("numpy", "dtype"):
-            cached = self._dtype_cache.get(id(obj))
-            if cached is not None:
-                return cached
-            args = [self._eval_dtype(a, depth + 1) for a in obj.args]
+        elif tp is Call and (obj.func.module, obj.func.qualname) == ("numpy", "dtype"):
+            args = [self._eval_dtype(a, depth + 1, budget) for a in obj.args]
             if not args or not isinstance(args[0], str) or len(args) > 3:
                 raise FormatError("joblib array dtype must be numpy.dtype(str, ...)")
             try:
-                dtype = np.dtype(args[0], *[bool(a) for a in args[1:2]])
+                result = np.dtype(args[0], *[bool(a) for a in args[1:2]])
                 for op in obj.ops or ():
                     if op[0] != OP_BUILD:
                         raise FormatError("unexpected operation on a dtype")
-                    dtype.__setstate__(self._eval_dtype(op[1], depth + 1))
+                    result.__setstate__(self._eval_dtype(op[1], depth + 1, budget))
             except SafeloadError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                raise FormatError(f"invalid dtype in joblib array wrapper: {exc}") from exc
-            self._dtype_cache[id(obj)] = dtype
-            return dtype
-        raise FormatError(
-            f"joblib array dtype may only be built from numpy.dtype, found {obj!r:.80}"
-        )
+                raise FormatError(
+                    f"invalid dtype in joblib array wrapper: {type(exc).__name__}"
+                ) from exc
+        else:
+            raise FormatError(
+                f"joblib array dtype may only be built from numpy.dtype, found a "
+                f"{type(obj).__name__}"
+            )
+        # keep obj alive with its result so the id can not be reused while the cache lives
+        self._dtype_cache[id(obj)] = (obj, result)
+        return result
 
     def _read_wrapper(self, state: Any) -> Any:
         state = self._wrapper_state(state)
@@ -175,16 +190,16 @@ class _JoblibUnpickler(_Base):
             and (getattr(subclass, "module", None), getattr(subclass, "qualname", None))
             in _ARRAY_SUBCLASSES
         ):
-            raise FormatError(f"joblib array subclass must be numpy.ndarray, got {subclass!r:.80}")
+            raise FormatError(f"joblib array subclass must be numpy.ndarray, got {describe(subclass)}")
         dtype = self._eval_dtype(state.get("dtype"))
         if not isinstance(dtype, np.dtype):
             raise FormatError("joblib array wrapper without a dtype")
         shape = state.get("shape")
         if type(shape) is not tuple or not all(type(d) is int and d >= 0 for d in shape):
-            raise FormatError(f"joblib array shape must be a tuple of ints, got {shape!r:.80}")
+            raise FormatError(f"joblib array shape must be a tuple of ints, got {describe(shape)}")
         order = state.get("order", "C")
         if order not in ("C", "F"):
-            raise FormatError(f"joblib array order must be 'C' or 'F', got {order!r:.20}")
+            raise FormatError(f"joblib array order must be 'C' or 'F', got {describe(order)}")
         count = math.prod(shape)
         if dtype.hasobject:
             return self._read_object_array(count)
@@ -237,7 +252,7 @@ class _JoblibUnpickler(_Base):
             )
         ):
             raise FormatError(
-                f"joblib < 0.10 side file name must be a plain file name, got {name!r:.80}"
+                f"joblib < 0.10 side file name must be a plain file name, got {describe(name)}"
             )
         if self._dirname is None:
             raise FormatError(
@@ -246,7 +261,7 @@ class _JoblibUnpickler(_Base):
             )
         path = os.path.join(self._dirname, name)
         if not os.path.isfile(path):
-            raise FormatError(f"joblib < 0.10 side file {name!r} is missing")
+            raise FormatError(f"joblib < 0.10 side file {describe(name)} is missing")
         try:
             return read_npy_file(path, self._safeload_limits)
         except FormatError as exc:

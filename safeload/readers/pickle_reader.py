@@ -14,6 +14,7 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
+from .._text import describe
 from ..errors import FormatError, LimitExceededError, SafeloadError
 from ..graph import Call, New, ParseContext
 from ..limits import Limits
@@ -64,7 +65,7 @@ def _inert_hooks(cls):
         self._safeload_context.forbidden.append(
             (
                 "persistent-id",
-                f"persistent id {str(pid)[:80]!r}: safeload never resolves "
+                f"persistent id {describe(pid)}: safeload never resolves "
                 "persistent ids (they hand control to application code)",
             )
         )
