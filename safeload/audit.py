@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import ForbiddenOperationError, FormatError, UntrustedTypesError
 from .graph import ParseContext
+from .readers.joblib_reader import JOBLIB_MODULES
 from .policy import Policy, Verdict, format_name
 
 __all__ = ["audit", "verdicts"]
@@ -46,6 +47,17 @@ def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
     """
     untrusted: list[tuple[str, str]] = []
     for pair, verdict in verdicts(context, policy).items():
+        if pair in context.consumed:
+            continue  # replaced by the reader (a joblib array wrapper), never built
+        if pair[0] in JOBLIB_MODULES:
+            untrusted.append(
+                (
+                    format_name(pair),
+                    "joblib's array wrapper outside a joblib array "
+                    "position (the reader replaces wrappers; it is never built)",
+                )
+            )
+            continue
         if not verdict.trusted:
             reason = verdict.reason
             if verdict.canonical != pair:
@@ -62,6 +74,8 @@ def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
         raise ForbiddenOperationError(operation, detail + more)
     resolved: dict[type, Any] = {}
     for pair, placeholder in context.globals.items():
+        if pair in context.consumed:
+            continue
         canonical = policy.canonical(pair)
         try:
             resolved[placeholder] = policy.resolve(canonical)

@@ -96,6 +96,15 @@ class Builder:
             return self.policy.is_trusted((obj.__module__, obj.__qualname__))
         return False
 
+    def _resolve(self, placeholder: type) -> Any:
+        try:
+            return self.resolved[placeholder]
+        except KeyError:
+            raise FormatError(
+                f"{placeholder.module}.{placeholder.qualname} appears outside the position "
+                "where the reader consumes it"
+            ) from None
+
     def _count(self, n: int) -> None:
         self.items += n
         if self.items > self.limits.max_items:
@@ -170,7 +179,7 @@ class Builder:
         if tp is Call or tp is New:
             return self._build_node(obj, key, depth)
         if isinstance(obj, type) and issubclass(obj, Global):
-            real = self.resolved[obj]
+            real = self._resolve(obj)
             memo[key] = real
             return real
         if tp is set:
@@ -202,7 +211,7 @@ class Builder:
                 f"the file calls {node.name}, the result of another call (as in "
                 "getattr(module, name)(...)); only named, trusted callables may be called",
             )
-        func = self.resolved[placeholder]
+        func = self._resolve(placeholder)
         pair = self.policy.canonical((placeholder.module, placeholder.qualname))
         args = node.args
         if args and not _all_atomic(args):
@@ -245,6 +254,7 @@ class Builder:
             node.ops = None
             self._apply_ops(result, ops, site.name, depth)
         if type(result) is np.ndarray:
+            self.limits.check("max_array_bytes", result.nbytes, f"array built by {site.name}")
             self.array_bytes += result.nbytes
             self.limits.check("max_total_array_bytes", self.array_bytes, "all arrays of the file")
         elif has_validator(type(result)):

@@ -62,13 +62,15 @@ class ParseContext:
         scan when available).
     """
 
-    __slots__ = ("globals", "forbidden", "n_nodes", "global_order", "__weakref__")
+    __slots__ = ("globals", "forbidden", "n_nodes", "global_order", "consumed", "__weakref__")
 
     def __init__(self) -> None:
         self.globals: dict[tuple[str, str], type] = {}
         self.global_order: list[tuple[str, str]] = []
         self.forbidden: list[tuple[str, str]] = []
         self.n_nodes = 0
+        #: globals the reader itself replaced (joblib array wrappers): never resolved or built
+        self.consumed: set[tuple[str, str]] = set()
 
     def placeholder(self, module: str, qualname: str) -> type:
         """Return the placeholder class for a global (one per distinct pair).

@@ -14,12 +14,13 @@ from ..source import Source
 from .compression import BoundedReader, detect_compressor, open_decompressed
 from .joblib_reader import JOBLIB_MODULES, parse_joblib
 from .npy import NPY_MAGIC
-from .opscan import OPCODE_NAMES
 from .pickle_reader import ParsedStream, parse_pickle
 
 __all__ = ["read_source", "ParsedStream", "detect_format"]
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+#: Opcodes a pickle stream can start with (PROTO, or the first value of a protocol 0/1 stream).
+_FIRST_OPCODES = frozenset(b"\x80(c]})NIJKMLFGSTUVXiP\x88\x89\x8a\x8b")
 
 
 def detect_format(head: bytes) -> str:
@@ -44,8 +45,9 @@ def detect_format(head: bytes) -> str:
     comp = detect_compressor(head)
     if comp is not None:
         return comp.name
-    if head[0] in OPCODE_NAMES:
-        # protocol 2+ starts with PROTO (0x80); protocols 0-1 start with any opcode
+    if head[0] in _FIRST_OPCODES:
+        # protocol 2+ starts with PROTO (0x80); protocols 0-1 start with the opcode of the
+        # first value: a MARK, a global, an empty container or a literal
         return "pickle"
     raise FormatError(f"unknown file format (starts with {head[:8]!r})")
 

@@ -89,6 +89,7 @@ class _JoblibUnpickler(_Base):
         inst = stack[-1]
         if type(inst) in (New, Call) and inst.func.module in JOBLIB_MODULES:
             kind = inst.func.qualname
+            self._safeload_context.consumed.add((inst.func.module, kind))
             if kind == "NumpyArrayWrapper":
                 stack[-1] = self._read_wrapper(state)
                 return
@@ -190,7 +191,9 @@ class _JoblibUnpickler(_Base):
             and (getattr(subclass, "module", None), getattr(subclass, "qualname", None))
             in _ARRAY_SUBCLASSES
         ):
-            raise FormatError(f"joblib array subclass must be numpy.ndarray, got {describe(subclass)}")
+            raise FormatError(
+                f"joblib array subclass must be numpy.ndarray, got {describe(subclass)}"
+            )
         dtype = self._eval_dtype(state.get("dtype"))
         if not isinstance(dtype, np.dtype):
             raise FormatError("joblib array wrapper without a dtype")
