@@ -11,8 +11,8 @@ from typing import Any
 
 from .errors import ForbiddenOperationError, FormatError, UntrustedTypesError
 from .graph import ParseContext
-from .readers.joblib_reader import JOBLIB_MODULES
 from .policy import Policy, Verdict, format_name
+from .readers.joblib_reader import JOBLIB_MODULES
 
 __all__ = ["audit", "verdicts"]
 

@@ -16,7 +16,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import safeload
-from tests.attacks._pickle_builder import Ops
 from safeload.errors import (
     ForbiddenOperationError,
     FormatError,
@@ -25,6 +24,7 @@ from safeload.errors import (
     SafeloadError,
     UntrustedTypesError,
 )
+from tests.attacks._pickle_builder import Ops
 
 
 @pytest.fixture(scope="module")
