@@ -49,12 +49,16 @@ JOBLIB_MODULES = frozenset(
         "sklearn.externals.joblib.numpy_pickle_compat",
     }
 )
+#: Array classes a wrapper may name.  joblib 1.6 with numpy 2 returns a plain ndarray for each
+#: (``__array_prepare__`` is gone, so its subclass branch is never taken); so does safeload.
 _ARRAY_SUBCLASSES = frozenset(
     {
         ("numpy", "ndarray"),
         ("numpy", "memmap"),
+        ("numpy", "matrix"),
         ("numpy.core.memmap", "memmap"),
         ("numpy._core.memmap", "memmap"),
+        ("numpy.matrixlib.defmatrix", "matrix"),
     }
 )
 

@@ -20,11 +20,19 @@ anything that would make the C unpickler misbehave.  The opcode table is derived
 
 from __future__ import annotations
 
+import mmap
+import os
 import pickletools
+import sys
 from dataclasses import dataclass, field
 
 from ..errors import FormatError, LimitExceededError
 from ..limits import Limits
+
+try:  # the C scanner, compiled by ``pip install`` when a C compiler is present (setup.py)
+    from . import _opscan
+except ImportError:  # pragma: no cover - depends on the build
+    _opscan = None
 
 __all__ = ["StreamInfo", "scan_opcodes", "OPCODE_NAMES", "JOBLIB_MARKERS"]
 
@@ -95,6 +103,74 @@ for _code in (
     _SPECIAL[_code] = True
 
 
+# Error codes shared with the C scanner (``_opscan.c`` has the same numbers).  Both scanners
+# report a failure as ``(code, a, b, c)`` and :func:`_error` builds the exception, so every
+# message is defined once, here.  The comment lists what a, b, c are.
+_E_INVALID_OP = 1  # offset, opcode
+_E_NEG_LENGTH = 2  # offset, opcode, length
+_E_PROTO = 3  # offset, protocol
+_E_FRAME = 4  # offset, declared length, bytes remaining after the FRAME header (may be < 0)
+_E_PAST_END = 5  # overshoot = a + b (b carries 8-byte lengths that a C int64 can not add)
+_E_NO_STOP = 6  # data length
+_E_TRAILING = 7  # offset of STOP, trailing bytes
+_E_BAD_PUT = 8  # offset of PUT, offset of its newline
+_E_MEMO_NOPS = 9  # offset, memo index, opcodes read so far
+_E_MAX_MEMO = 10  # offset, memo index
+_E_MAX_INT = 11  # offset, LONG4 length
+_E_MAX_OPS = 12  # opcodes read so far
+
+#: Longest decimal memo index a text ``PUT`` may carry: 19 digits always fit in 64 bits.
+_MAX_PUT_DIGITS = 19
+
+
+def _error(code: int, a: int, b: int, c: int, data, limits: Limits) -> Exception:
+    """The exception for a failed scan; shared by the C and the Python scanner."""
+    if code == _E_INVALID_OP:
+        return FormatError(f"invalid pickle opcode 0x{b:02x} at offset {a}")
+    if code == _E_NEG_LENGTH:
+        return FormatError(f"negative length {c} for {OPCODE_NAMES[b]} at offset {a}")
+    if code == _E_PROTO:
+        return FormatError(f"unsupported pickle protocol {b} at offset {a}")
+    if code == _E_FRAME:
+        return FormatError(
+            f"truncated pickle stream: FRAME at offset {a} declares {b} bytes, {c} remain"
+        )
+    if code == _E_PAST_END:
+        return FormatError(
+            f"truncated pickle stream: an argument runs {a + b} bytes past the end of the data"
+        )
+    if code == _E_NO_STOP:
+        return FormatError(
+            f"truncated pickle stream: no STOP opcode before the end of the data ({a} bytes)"
+        )
+    if code == _E_TRAILING:
+        return FormatError(
+            f"{b} bytes of trailing data after the pickle STOP opcode at offset {a} (a polyglot "
+            "file or several concatenated pickles); refusing to guess which part is the model"
+        )
+    if code == _E_BAD_PUT:
+        line = bytes(data[a + 1 : min(b, a + 1 + 2 * _MAX_PUT_DIGITS)])
+        return FormatError(
+            f"invalid PUT memo index {line!r} at offset {a}: expected 1 to {_MAX_PUT_DIGITS} "
+            "ASCII digits"
+        )
+    if code == _E_MEMO_NOPS:
+        return LimitExceededError(
+            "max_memo",
+            b,
+            c,
+            f"memo index at offset {a} is larger than the {c} opcodes read so far; a "
+            "pickler numbers its memo 0, 1, 2, ... (CVE-2018-20406 memo resize)",
+        )
+    if code == _E_MAX_MEMO:
+        return LimitExceededError("max_memo", b, limits.max_memo, f"memo index at offset {a}")
+    if code == _E_MAX_INT:
+        return LimitExceededError("max_int_bytes", b, limits.max_int_bytes, f"LONG4 at offset {a}")
+    if code == _E_MAX_OPS:
+        return LimitExceededError("max_opcodes", a, limits.max_opcodes, "pickle opcodes")
+    raise AssertionError(f"unknown opcode-scan error code {code}")  # pragma: no cover
+
+
 @dataclass
 class StreamInfo:
     """What the pre-scan learned about one pickle stream.
@@ -114,6 +190,10 @@ class StreamInfo:
     trailing : int
         Bytes after ``STOP`` (0 when the stream ends there).
     max_memo_index : int
+        Largest index of a ``PUT``/``LONG_BINPUT`` (``BINPUT``'s one-byte index is not counted).
+    joblib : bool
+        The scan stopped early at a joblib marker (see :data:`JOBLIB_MARKERS`); ``end`` and
+        ``trailing`` are then 0 and the other fields describe the part scanned.
     """
 
     protocol: int = 0
@@ -134,6 +214,11 @@ def scan_opcodes(
 ) -> StreamInfo:
     """Walk the opcodes of one pickle stream in ``data[start:]`` without building anything.
 
+    Runs the C scanner ``safeload.readers._opscan`` when it was built (``pip install`` compiles
+    it when a C compiler is present) and :func:`_scan_opcodes_py`, the reference
+    implementation, otherwise; both give the same result and raise the same errors for every
+    input.  Set the environment variable ``SAFELOAD_PURE_PYTHON=1`` to force the Python one.
+
     Parameters
     ----------
     data : bytes, bytearray, memoryview or mmap.mmap
@@ -153,7 +238,8 @@ def scan_opcodes(
     ------
     FormatError
         Unknown opcode, an argument running past the end of the data (truncated stream),
-        a negative length, a missing ``STOP``, or trailing data.
+        a negative length, a text ``PUT`` whose index is not 1 to 19 ASCII digits, a missing
+        ``STOP``, or trailing data.
     LimitExceededError
         Too many opcodes, a memo index beyond ``max_memo`` or beyond the number of opcodes read
         so far (a legitimate pickler numbers its memo 0, 1, 2, ...), an oversized integer.
@@ -161,6 +247,57 @@ def scan_opcodes(
     Notes
     -----
     Follows the opcode semantics of CPython's ``Lib/pickletools.py`` and ``Modules/_pickle.c``.
+    """
+    if _opscan is not None and 0 <= start <= sys.maxsize and _c_buffer(data) and not _pure_python():
+        return _scan_opcodes_c(data, limits, start, allow_trailing=allow_trailing)
+    return _scan_opcodes_py(data, limits, start, allow_trailing=allow_trailing)
+
+
+def _pure_python() -> bool:
+    return os.environ.get("SAFELOAD_PURE_PYTHON", "") not in ("", "0")
+
+
+def _c_buffer(data) -> bool:
+    """True for the buffers whose Python indexing the C scanner's byte view reproduces."""
+    if isinstance(data, (bytes, bytearray, mmap.mmap)):
+        return True
+    return (
+        isinstance(data, memoryview) and data.format == "B" and data.ndim == 1 and data.c_contiguous
+    )
+
+
+_U64_MAX = (1 << 64) - 1
+
+
+def _scan_opcodes_c(
+    data, limits: Limits, start: int = 0, *, allow_trailing: bool = False
+) -> StreamInfo:
+    """:func:`scan_opcodes` through the C extension (same results, same exceptions)."""
+    res = _opscan.scan(
+        data,
+        start,
+        min(limits.max_opcodes, _U64_MAX),
+        min(limits.max_memo, _U64_MAX),
+        min(limits.max_int_bytes, _U64_MAX),
+        bool(allow_trailing),
+    )
+    if res[0]:
+        raise _error(res[0], res[1], res[2], res[3], data, limits)
+    _, protocol, end, nops, globs, exts, persids, buffers, trailing, max_memo, joblib = res
+    return StreamInfo(
+        protocol, start, end, nops, globs, exts, persids, buffers, trailing, max_memo, joblib
+    )
+
+
+def _scan_opcodes_py(
+    data, limits: Limits, start: int = 0, *, allow_trailing: bool = False
+) -> StreamInfo:
+    """Reference implementation of :func:`scan_opcodes` in pure Python.
+
+    ``_opscan.c`` must behave exactly like this function for every input: same
+    :class:`StreamInfo`, same exception class, message, ``limit``, ``actual`` and ``allowed``
+    (``tests/test_opscan.py`` compares the two on real, hand-written and mutated streams).
+    Change both together.
     """
     n = len(data)
     info = StreamInfo(start=start)
@@ -190,7 +327,13 @@ def scan_opcodes(
             if pos + 1 >= n:
                 break
             length = data[pos + 1]
-            if length in _MARKER_LENS and bytes(data[pos + 2 : pos + 2 + length]) in JOBLIB_MARKERS:
+            # A marker counts only when the whole declared argument is present: a truncated
+            # slice could otherwise spell a shorter marker.
+            if (
+                length in _MARKER_LENS
+                and pos + 2 + length <= n
+                and bytes(data[pos + 2 : pos + 2 + length]) in JOBLIB_MARKERS
+            ):
                 info.joblib = True
                 info.n_opcodes = nops
                 return info
@@ -198,14 +341,14 @@ def scan_opcodes(
         elif kind in (_LEN4U, _LEN4S):
             length = int.from_bytes(data[pos + 1 : pos + 5], "little", signed=kind == _LEN4S)
             if length < 0:
-                raise FormatError(
-                    f"negative length {length} for {OPCODE_NAMES[op]} at offset {pos}"
-                )
+                raise _error(_E_NEG_LENGTH, pos, op, length, data, limits)
             if op in _LONG_OPS:
-                limits.check("max_int_bytes", length, f"LONG4 at offset {pos}")
+                if length > limits.max_int_bytes:
+                    raise _error(_E_MAX_INT, pos, length, 0, data, limits)
             elif (
                 length in _MARKER_LENS
                 and op in _STRING_OPS
+                and pos + 5 + length <= n
                 and bytes(data[pos + 5 : pos + 5 + length]) in JOBLIB_MARKERS
             ):
                 info.joblib = True
@@ -221,7 +364,7 @@ def scan_opcodes(
                 break
             if kind == _LINE2:
                 global_offsets.append(pos)
-                if bytes(data[pos + 1 : end]) in JOBLIB_MARKERS:
+                if end - pos - 1 in _MARKER_LENS and bytes(data[pos + 1 : end]) in JOBLIB_MARKERS:
                     info.joblib = True
                     info.n_opcodes = nops
                     return info
@@ -230,32 +373,30 @@ def scan_opcodes(
                     pos = n + 1
                     break
             elif op == _PUT:
-                _check_memo(int(bytes(data[pos + 1 : end]) or b"-1"), pos, nops, info, limits)
+                # Picklers write the index as plain decimal digits; anything else (signs,
+                # spaces, underscores, 20+ digits that int() would still take) is refused.
+                line = bytes(data[pos + 1 : end]) if end - pos - 1 <= _MAX_PUT_DIGITS else b""
+                if not line.isdigit():
+                    raise _error(_E_BAD_PUT, pos, end, 0, data, limits)
+                _check_memo(int(line), pos, nops, info, limits, data)
             elif op in _PERSID_OPS:
                 info.persid_offsets.append(pos)
             pos = end + 1
         else:
-            raise FormatError(f"invalid pickle opcode 0x{op:02x} at offset {pos}")
+            raise _error(_E_INVALID_OP, pos, op, 0, data, limits)
         if nops > max_ops:
-            limits.check("max_opcodes", nops, "pickle opcodes")
+            raise _error(_E_MAX_OPS, nops, 0, 0, data, limits)
     if pos > n:
-        raise FormatError(
-            f"truncated pickle stream: an argument runs {pos - n} bytes past the end of the data"
-        )
+        raise _error(_E_PAST_END, pos - n, 0, 0, data, limits)
     if not stopped:
-        raise FormatError(
-            f"truncated pickle stream: no STOP opcode before the end of the data ({n} bytes)"
-        )
+        raise _error(_E_NO_STOP, n, 0, 0, data, limits)
     info.end = pos
     info.n_opcodes = nops
-    limits.check("max_opcodes", nops, "pickle opcodes")
+    if nops > max_ops:
+        raise _error(_E_MAX_OPS, nops, 0, 0, data, limits)
     info.trailing = n - pos
     if info.trailing and not allow_trailing:
-        raise FormatError(
-            f"{info.trailing} bytes of trailing data after the pickle STOP opcode at offset "
-            f"{pos - 1} (a polyglot file or several concatenated pickles); refusing to guess "
-            "which part is the model"
-        )
+        raise _error(_E_TRAILING, pos - 1, info.trailing, 0, data, limits)
     return info
 
 
@@ -264,16 +405,14 @@ def _special(data, pos: int, op: int, info: StreamInfo, nops: int, limits: Limit
         if pos + 1 < n:
             info.protocol = data[pos + 1]
             if info.protocol > 5:
-                raise FormatError(f"unsupported pickle protocol {info.protocol} at offset {pos}")
+                raise _error(_E_PROTO, pos, info.protocol, 0, data, limits)
     elif op == _LONG_BINPUT:
-        _check_memo(int.from_bytes(data[pos + 1 : pos + 5], "little"), pos, nops, info, limits)
+        index = int.from_bytes(data[pos + 1 : pos + 5], "little")
+        _check_memo(index, pos, nops, info, limits, data)
     elif op == _FRAME:
         length = int.from_bytes(data[pos + 1 : pos + 9], "little")
         if pos + 9 + length > n:
-            raise FormatError(
-                f"truncated pickle stream: FRAME at offset {pos} declares {length} bytes, "
-                f"{n - pos - 9} remain"
-            )
+            raise _error(_E_FRAME, pos, length, n - pos - 9, data, limits)
     elif op in _GLOBAL_OPS:
         info.global_offsets.append(pos)
     elif op in _EXT_OPS:
@@ -284,17 +423,10 @@ def _special(data, pos: int, op: int, info: StreamInfo, nops: int, limits: Limit
         info.buffer_offsets.append(pos)
 
 
-def _check_memo(index: int, pos: int, nops: int, info: StreamInfo, limits: Limits) -> None:
-    if index < 0:
-        raise FormatError(f"negative memo index at offset {pos}")
+def _check_memo(index: int, pos: int, nops: int, info: StreamInfo, limits: Limits, data) -> None:
     if index > nops:
-        raise LimitExceededError(
-            "max_memo",
-            index,
-            nops,
-            f"memo index at offset {pos} is larger than the {nops} opcodes read so far; a "
-            "pickler numbers its memo 0, 1, 2, ... (CVE-2018-20406 memo resize)",
-        )
-    limits.check("max_memo", index, f"memo index at offset {pos}")
+        raise _error(_E_MEMO_NOPS, pos, index, nops, data, limits)
+    if index > limits.max_memo:
+        raise _error(_E_MAX_MEMO, pos, index, 0, data, limits)
     if index > info.max_memo_index:
         info.max_memo_index = index

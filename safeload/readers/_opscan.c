@@ -1,0 +1,492 @@
+/*
+ * safeload.readers._opscan: the opcode pre-scan of opscan.py at C speed.
+ *
+ * scan(buffer, start, max_opcodes, max_memo, max_int_bytes, allow_trailing) walks the opcodes
+ * of one pickle stream without building anything and returns either
+ *
+ *     (0, protocol, end, n_opcodes, globals, exts, persids, buffers, trailing,
+ *      max_memo_index, joblib)
+ *
+ * or, for a stream that must be refused, (error_code, a, b, c).  opscan._error() turns the
+ * error tuple into the exception, so messages are defined in Python only.
+ *
+ * The reference is opscan._scan_opcodes_py: this file must behave exactly like it for every
+ * input (tests/test_opscan.py compares both).  The input is untrusted: every read is checked
+ * against the buffer length, lengths are compared without overflow, there is no recursion and
+ * allocation grows only with the opcodes actually present.  The GIL is released while scanning.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Argument kinds; same numbers as _INVALID ... _LINE2 in opscan.py. */
+enum { K_INVALID, K_FIXED, K_LEN1, K_LEN4S, K_LEN4U, K_LEN8U, K_LINE, K_LINE2 };
+
+/* Error codes; same numbers as _E_* in opscan.py. */
+enum {
+    E_OK, E_INVALID_OP, E_NEG_LENGTH, E_PROTO, E_FRAME, E_PAST_END, E_NO_STOP, E_TRAILING,
+    E_BAD_PUT, E_MEMO_NOPS, E_MAX_MEMO, E_MAX_INT, E_MAX_OPS
+};
+
+/* Opcodes that need more than "skip the argument". */
+enum {
+    OP_STOP = '.', OP_PROTO = 0x80, OP_FRAME = 0x95, OP_LONG_BINPUT = 'r', OP_PUT = 'p',
+    OP_STACK_GLOBAL = 0x93, OP_EXT1 = 0x82, OP_EXT2 = 0x83, OP_EXT4 = 0x84, OP_PERSID = 'P',
+    OP_BINPERSID = 'Q', OP_NEXT_BUFFER = 0x97, OP_READONLY_BUFFER = 0x98, OP_LONG4 = 0x8b,
+    OP_BINUNICODE = 'X', OP_BINSTRING = 'T'
+};
+
+/* The opcode table, transcribed from pickletools.opcodes (a test compares the two). */
+static const struct { unsigned char code, kind, size; } OPCODES[] = {
+    {'I', K_LINE, 0},  {'J', K_FIXED, 4}, {'K', K_FIXED, 1}, {'M', K_FIXED, 2},
+    {'L', K_LINE, 0},  {0x8a, K_LEN1, 0}, {0x8b, K_LEN4S, 0}, {'S', K_LINE, 0},
+    {'T', K_LEN4S, 0}, {'U', K_LEN1, 0},  {'B', K_LEN4U, 0}, {'C', K_LEN1, 0},
+    {0x8e, K_LEN8U, 0}, {0x96, K_LEN8U, 0}, {0x97, K_FIXED, 0}, {0x98, K_FIXED, 0},
+    {'N', K_FIXED, 0}, {0x88, K_FIXED, 0}, {0x89, K_FIXED, 0}, {'V', K_LINE, 0},
+    {0x8c, K_LEN1, 0}, {'X', K_LEN4U, 0}, {0x8d, K_LEN8U, 0}, {'F', K_LINE, 0},
+    {'G', K_FIXED, 8}, {']', K_FIXED, 0}, {'a', K_FIXED, 0}, {'e', K_FIXED, 0},
+    {'l', K_FIXED, 0}, {')', K_FIXED, 0}, {'t', K_FIXED, 0}, {0x85, K_FIXED, 0},
+    {0x86, K_FIXED, 0}, {0x87, K_FIXED, 0}, {'}', K_FIXED, 0}, {'d', K_FIXED, 0},
+    {'s', K_FIXED, 0}, {'u', K_FIXED, 0}, {0x8f, K_FIXED, 0}, {0x90, K_FIXED, 0},
+    {0x91, K_FIXED, 0}, {'0', K_FIXED, 0}, {'2', K_FIXED, 0}, {'(', K_FIXED, 0},
+    {'1', K_FIXED, 0}, {'g', K_LINE, 0},  {'h', K_FIXED, 1}, {'j', K_FIXED, 4},
+    {'p', K_LINE, 0},  {'q', K_FIXED, 1}, {'r', K_FIXED, 4}, {0x94, K_FIXED, 0},
+    {0x82, K_FIXED, 1}, {0x83, K_FIXED, 2}, {0x84, K_FIXED, 4}, {'c', K_LINE2, 0},
+    {0x93, K_FIXED, 0}, {'R', K_FIXED, 0}, {'b', K_FIXED, 0}, {'i', K_LINE2, 0},
+    {'o', K_FIXED, 0}, {0x81, K_FIXED, 0}, {0x92, K_FIXED, 0}, {0x80, K_FIXED, 1},
+    {'.', K_FIXED, 0}, {0x95, K_FIXED, 8}, {'P', K_LINE, 0}, {'Q', K_FIXED, 0},
+};
+
+static unsigned char KIND[256], SIZE[256], SPECIAL[256];
+
+/* opscan.JOBLIB_MARKERS; their lengths (19, 26, 37, 44) are distinct. */
+static const char *const MARKERS[] = {
+    "joblib.numpy_pickle",
+    "joblib.numpy_pickle_compat",
+    "sklearn.externals.joblib.numpy_pickle",
+    "sklearn.externals.joblib.numpy_pickle_compat",
+};
+#define N_MARKERS (sizeof MARKERS / sizeof MARKERS[0])
+
+/* Growable array of offsets; grows with opcodes found, never with declared lengths. */
+typedef struct {
+    uint64_t *v;
+    size_t n, cap;
+} vec_t;
+
+static int vec_push(vec_t *a, uint64_t x)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        uint64_t *v = PyMem_RawRealloc(a->v, cap * sizeof *v);
+        if (v == NULL)
+            return -1;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+typedef struct {
+    /* input */
+    const unsigned char *d;
+    uint64_t n, start, max_ops, max_memo, max_int;
+    int allow_trailing;
+    /* output */
+    int protocol, joblib, nomem;
+    uint64_t end, nops, trailing;
+    int64_t max_memo_index;
+    vec_t globals, exts, persids, buffers;
+    int err;            /* E_* */
+    uint64_t ev[3];     /* the error's numbers */
+    unsigned ev_signed; /* bit i set: ev[i] holds an int64_t */
+} scan_t;
+
+static void fail(scan_t *s, int code, uint64_t a, uint64_t b, uint64_t c, unsigned sgn)
+{
+    s->err = code;
+    s->ev[0] = a;
+    s->ev[1] = b;
+    s->ev[2] = c;
+    s->ev_signed = sgn;
+}
+
+/* int.from_bytes(d[off:off+width], "little", signed=sgn): a short slice at the end of the
+ * data gives a narrower integer, exactly as in Python. */
+static int64_t read_le(const scan_t *s, uint64_t off, unsigned width, int sgn, uint64_t *uout)
+{
+    unsigned k = 0;
+    uint64_t v = 0;
+    if (off < s->n)
+        k = s->n - off < width ? (unsigned)(s->n - off) : width;
+    for (unsigned i = 0; i < k; i++)
+        v |= (uint64_t)s->d[off + i] << (8 * i);
+    if (uout)
+        *uout = v;
+    if (sgn && k > 0 && k < 8 && (v >> (8 * k - 1)) & 1)
+        return (int64_t)(v | (~(uint64_t)0 << (8 * k)));
+    return (int64_t)v;
+}
+
+/* bytes(d[off:off+len]) in JOBLIB_MARKERS */
+static int is_marker(const scan_t *s, uint64_t off, uint64_t len)
+{
+    if (off > s->n || len > s->n - off)
+        return 0;
+    for (size_t i = 0; i < N_MARKERS; i++)
+        if (strlen(MARKERS[i]) == len && memcmp(s->d + off, MARKERS[i], len) == 0)
+            return 1;
+    return 0;
+}
+
+/* opscan._check_memo; returns -1 after fail(). */
+static int check_memo(scan_t *s, uint64_t index, uint64_t pos, uint64_t nops)
+{
+    if (index > nops) {
+        fail(s, E_MEMO_NOPS, pos, index, nops, 0);
+        return -1;
+    }
+    if (index > s->max_memo) {
+        fail(s, E_MAX_MEMO, pos, index, 0, 0);
+        return -1;
+    }
+    if ((int64_t)index > s->max_memo_index) /* index <= nops < 2**63 */
+        s->max_memo_index = (int64_t)index;
+    return 0;
+}
+
+static int push(scan_t *s, vec_t *a, uint64_t pos)
+{
+    if (vec_push(a, pos) < 0) {
+        s->nomem = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* opscan._special: fixed-size opcodes that need a look; returns -1 to stop the scan. */
+static int special(scan_t *s, uint64_t pos, unsigned op, uint64_t nops)
+{
+    const uint64_t n = s->n;
+    uint64_t u;
+    switch (op) {
+    case OP_PROTO:
+        if (pos + 1 < n) {
+            s->protocol = s->d[pos + 1];
+            if (s->protocol > 5) {
+                fail(s, E_PROTO, pos, (uint64_t)s->protocol, 0, 0);
+                return -1;
+            }
+        }
+        return 0;
+    case OP_LONG_BINPUT:
+        read_le(s, pos + 1, 4, 0, &u);
+        return check_memo(s, u, pos, nops);
+    case OP_FRAME:
+        read_le(s, pos + 1, 8, 0, &u);
+        /* pos + 9 + u > n, without overflow */
+        if (n < pos + 9 || u > n - pos - 9) {
+            fail(s, E_FRAME, pos, u, (uint64_t)((int64_t)n - (int64_t)pos - 9), 4);
+            return -1;
+        }
+        return 0;
+    case OP_STACK_GLOBAL:
+        return push(s, &s->globals, pos);
+    case OP_EXT1: case OP_EXT2: case OP_EXT4:
+        return push(s, &s->exts, pos);
+    case OP_BINPERSID:
+        return push(s, &s->persids, pos);
+    case OP_NEXT_BUFFER: case OP_READONLY_BUFFER:
+        return push(s, &s->buffers, pos);
+    }
+    return 0;
+}
+
+/* The loop of opscan._scan_opcodes_py, statement for statement.  Runs without the GIL. */
+static void scan_stream(scan_t *s)
+{
+    const unsigned char *d = s->d;
+    const uint64_t n = s->n;
+    uint64_t pos = s->start, nops = 0;
+    uint64_t past_hi = 0; /* an 8-byte length that ran past the end (Python adds it to pos) */
+    int stopped = 0;
+
+    while (pos < n) {
+        const unsigned op = d[pos];
+        const unsigned kind = KIND[op];
+        nops++;
+        if (kind == K_FIXED) {
+            if (SPECIAL[op]) {
+                if (op == OP_STOP) {
+                    pos += 1;
+                    stopped = 1;
+                    break;
+                }
+                if (special(s, pos, op, nops) < 0)
+                    return;
+            }
+            pos += 1 + SIZE[op];
+            continue;
+        }
+        if (kind == K_LEN1) {
+            if (pos + 1 >= n)
+                break;
+            uint64_t len = d[pos + 1];
+            if (is_marker(s, pos + 2, len))
+                goto joblib;
+            pos += 2 + len;
+        }
+        else if (kind == K_LEN4U || kind == K_LEN4S) {
+            int64_t len = read_le(s, pos + 1, 4, kind == K_LEN4S, NULL);
+            if (len < 0) {
+                fail(s, E_NEG_LENGTH, pos, op, (uint64_t)len, 4);
+                return;
+            }
+            if (op == OP_LONG4) {
+                if ((uint64_t)len > s->max_int) {
+                    fail(s, E_MAX_INT, pos, (uint64_t)len, 0, 0);
+                    return;
+                }
+            }
+            else if ((op == OP_BINUNICODE || op == OP_BINSTRING) &&
+                     is_marker(s, pos + 5, (uint64_t)len))
+                goto joblib;
+            pos += 5 + (uint64_t)len; /* len < 2**32: no overflow */
+        }
+        else if (kind == K_LEN8U) {
+            uint64_t len;
+            read_le(s, pos + 1, 8, 0, &len);
+            if (len > n - pos) { /* certainly past the end; keep the sum in two parts */
+                past_hi = len;
+                pos += 9;
+            }
+            else
+                pos += 9 + len;
+        }
+        else if (kind == K_LINE || kind == K_LINE2) {
+            const unsigned char *nl = memchr(d + pos + 1, '\n', n - pos - 1);
+            if (nl == NULL) {
+                pos = n + 1;
+                break;
+            }
+            uint64_t end = (uint64_t)(nl - d);
+            if (kind == K_LINE2) {
+                if (push(s, &s->globals, pos) < 0)
+                    return;
+                if (is_marker(s, pos + 1, end - pos - 1))
+                    goto joblib;
+                nl = memchr(d + end + 1, '\n', n - end - 1);
+                if (nl == NULL) {
+                    pos = n + 1;
+                    break;
+                }
+                end = (uint64_t)(nl - d);
+            }
+            else if (op == OP_PUT) {
+                /* 1 to 19 ASCII digits (fits in 64 bits), like _scan_opcodes_py */
+                uint64_t ndig = end - pos - 1, index = 0;
+                if (ndig == 0 || ndig > 19) {
+                    fail(s, E_BAD_PUT, pos, end, 0, 0);
+                    return;
+                }
+                for (uint64_t i = pos + 1; i < end; i++) {
+                    if (d[i] < '0' || d[i] > '9') {
+                        fail(s, E_BAD_PUT, pos, end, 0, 0);
+                        return;
+                    }
+                    index = 10 * index + (d[i] - '0');
+                }
+                if (check_memo(s, index, pos, nops) < 0)
+                    return;
+            }
+            else if (op == OP_PERSID) {
+                if (push(s, &s->persids, pos) < 0)
+                    return;
+            }
+            pos = end + 1;
+        }
+        else {
+            fail(s, E_INVALID_OP, pos, op, 0, 0);
+            return;
+        }
+        if (nops > s->max_ops) {
+            fail(s, E_MAX_OPS, nops, 0, 0, 0);
+            return;
+        }
+        if (past_hi)
+            break; /* Python's pos is now > n: the while condition ends the loop */
+    }
+    if (past_hi || pos > n) {
+        fail(s, E_PAST_END, (uint64_t)((int64_t)pos - (int64_t)n), past_hi, 0, 1);
+        return;
+    }
+    if (!stopped) {
+        fail(s, E_NO_STOP, n, 0, 0, 0);
+        return;
+    }
+    s->end = pos;
+    s->nops = nops;
+    if (nops > s->max_ops) {
+        fail(s, E_MAX_OPS, nops, 0, 0, 0);
+        return;
+    }
+    s->trailing = n - pos;
+    if (s->trailing && !s->allow_trailing)
+        fail(s, E_TRAILING, pos - 1, s->trailing, 0, 0);
+    return;
+
+joblib:
+    s->joblib = 1;
+    s->nops = nops;
+}
+
+static PyObject *to_list(const vec_t *a)
+{
+    PyObject *list = PyList_New((Py_ssize_t)a->n);
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < a->n; i++) {
+        PyObject *x = PyLong_FromUnsignedLongLong(a->v[i]);
+        if (x == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, x);
+    }
+    return list;
+}
+
+static PyObject *ev_obj(const scan_t *s, int i)
+{
+    if (s->ev_signed & (1u << i))
+        return PyLong_FromLongLong((int64_t)s->ev[i]);
+    return PyLong_FromUnsignedLongLong(s->ev[i]);
+}
+
+static PyObject *build_result(const scan_t *s)
+{
+    if (s->nomem)
+        return PyErr_NoMemory();
+    if (s->err) {
+        PyObject *a = ev_obj(s, 0), *b = ev_obj(s, 1), *c = ev_obj(s, 2), *res = NULL;
+        if (a && b && c)
+            res = Py_BuildValue("(iOOO)", s->err, a, b, c);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        Py_XDECREF(c);
+        return res;
+    }
+    PyObject *g = to_list(&s->globals), *e = to_list(&s->exts);
+    PyObject *p = to_list(&s->persids), *b = to_list(&s->buffers), *res = NULL;
+    if (g && e && p && b)
+        res = Py_BuildValue("(iiKKOOOOKLO)", 0, s->protocol, (unsigned long long)s->end,
+                            (unsigned long long)s->nops, g, e, p, b,
+                            (unsigned long long)s->trailing, (long long)s->max_memo_index,
+                            s->joblib ? Py_True : Py_False);
+    Py_XDECREF(g);
+    Py_XDECREF(e);
+    Py_XDECREF(p);
+    Py_XDECREF(b);
+    return res;
+}
+
+static PyObject *opscan_scan(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *obj;
+    Py_ssize_t start;
+    unsigned long long max_ops, max_memo, max_int;
+    int allow_trailing;
+    if (!PyArg_ParseTuple(args, "OnKKKp:scan", &obj, &start, &max_ops, &max_memo, &max_int,
+                          &allow_trailing))
+        return NULL;
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "start must be >= 0");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+
+    scan_t s;
+    memset(&s, 0, sizeof s);
+    s.d = view.buf;
+    s.n = (uint64_t)view.len;
+    s.start = (uint64_t)start;
+    s.max_ops = max_ops;
+    s.max_memo = max_memo;
+    s.max_int = max_int;
+    s.allow_trailing = allow_trailing;
+    s.max_memo_index = -1;
+
+    Py_BEGIN_ALLOW_THREADS
+    scan_stream(&s);
+    Py_END_ALLOW_THREADS
+
+    PyBuffer_Release(&view);
+    PyObject *res = build_result(&s);
+    PyMem_RawFree(s.globals.v);
+    PyMem_RawFree(s.exts.v);
+    PyMem_RawFree(s.persids.v);
+    PyMem_RawFree(s.buffers.v);
+    return res;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", opscan_scan, METH_VARARGS,
+     "scan(buffer, start, max_opcodes, max_memo, max_int_bytes, allow_trailing) -> tuple\n\n"
+     "The opcode pre-scan of safeload.readers.opscan; use opscan.scan_opcodes()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_opscan", "C opcode pre-scan for safeload.readers.opscan.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+/* PyModule_AddObjectRef that also drops our reference (and accepts NULL after an error). */
+static int add(PyObject *m, const char *name, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int r = PyModule_AddObjectRef(m, name, value);
+    Py_DECREF(value);
+    return r;
+}
+
+PyMODINIT_FUNC PyInit__opscan(void)
+{
+    for (size_t i = 0; i < sizeof OPCODES / sizeof OPCODES[0]; i++) {
+        KIND[OPCODES[i].code] = OPCODES[i].kind;
+        SIZE[OPCODES[i].code] = OPCODES[i].size;
+    }
+    static const unsigned char special_ops[] = {
+        OP_STOP, OP_PROTO, OP_FRAME, OP_LONG_BINPUT, OP_STACK_GLOBAL, OP_EXT1, OP_EXT2,
+        OP_EXT4, OP_BINPERSID, OP_NEXT_BUFFER, OP_READONLY_BUFFER,
+    };
+    for (size_t i = 0; i < sizeof special_ops; i++)
+        SPECIAL[special_ops[i]] = 1;
+
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    /* For tests: the tables, to compare with pickletools.opcodes and opscan.JOBLIB_MARKERS. */
+    PyObject *markers = PyTuple_New(N_MARKERS);
+    for (size_t i = 0; markers != NULL && i < N_MARKERS; i++) {
+        PyObject *x = PyBytes_FromString(MARKERS[i]);
+        if (x == NULL)
+            Py_CLEAR(markers);
+        else
+            PyTuple_SET_ITEM(markers, (Py_ssize_t)i, x);
+    }
+    if (add(m, "JOBLIB_MARKERS", markers) < 0 ||
+        add(m, "KINDS", PyBytes_FromStringAndSize((char *)KIND, 256)) < 0 ||
+        add(m, "SIZES", PyBytes_FromStringAndSize((char *)SIZE, 256)) < 0 ||
+        add(m, "SPECIAL", PyBytes_FromStringAndSize((char *)SPECIAL, 256)) < 0)
+        goto error;
+    return m;
+error:
+    Py_DECREF(m);
+    return NULL;
+}
