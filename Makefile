@@ -16,10 +16,10 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
+	$(PY) -m pytest -q -n 2 -m "not slow" -p no:cacheprovider
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -n 2 -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -245,7 +245,9 @@ def _check_shape(site: CallSite, shape: Any, itemsize: int) -> None:
     if not isinstance(shape, (tuple, list)) or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
     ):
-        raise _forbid(site, "bad-arguments", f"shape must be a tuple of ints, got {describe(shape)}")
+        raise _forbid(
+            site, "bad-arguments", f"shape must be a tuple of ints, got {describe(shape)}"
+        )
     if len(shape) > 64:
         raise _forbid(site, "bad-arguments", f"{len(shape)} dimensions")
     if any(d < 0 for d in shape):
@@ -302,9 +304,13 @@ def _np_scalar(site: CallSite) -> None:
 
 @register("numpy._core.numeric:_frombuffer", "numpy.core.numeric:_frombuffer")
 def _np_frombuffer(site: CallSite) -> None:
-    if len(site.args) != 4 or site.kwargs:
-        raise _forbid(site, "bad-arguments", "expects (buffer, dtype, shape, order)")
-    buf, dtype, shape, order = site.args
+    """numpy/_core/numeric.py: ``_frombuffer(buf, dtype, shape, order, axis_order=None)``.
+
+    numpy >= 2.3 adds ``axis_order`` for arrays whose axes are permuted in memory.
+    """
+    if not 4 <= len(site.args) <= 5 or site.kwargs:
+        raise _forbid(site, "bad-arguments", "expects (buffer, dtype, shape, order[, axis_order])")
+    buf, dtype, shape, order = site.args[:4]
     if not isinstance(buf, (bytes, bytearray)):
         raise _forbid(site, "bad-arguments", f"buffer must be bytes, got {_describe(buf)}")
     if not isinstance(dtype, np.dtype):
@@ -312,6 +318,16 @@ def _np_frombuffer(site: CallSite) -> None:
     _check_shape(site, shape, dtype.itemsize or 1)
     if order not in ("C", "F", "A", "K"):
         raise _forbid(site, "bad-arguments", f"order {describe(order)}")
+    if len(site.args) == 5 and site.args[4] is not None:
+        axis_order = site.args[4]
+        if not isinstance(axis_order, (tuple, list)) or sorted(
+            a for a in axis_order if isinstance(a, int) and not isinstance(a, bool)
+        ) != list(range(len(shape))):
+            raise _forbid(
+                site,
+                "bad-arguments",
+                f"axis_order must permute the axes, got {describe(axis_order)}",
+            )
 
 
 @register("numpy:dtype")

@@ -34,12 +34,35 @@ class ParsedStream:
 
 
 class _Forbidden:
-    """Stands in for the value of a forbidden opcode so parsing can continue to the end."""
+    """Stands in for the value of a forbidden opcode so parsing can continue to the end.
+
+    It absorbs what a stream may do with it (call it, set its state, append to it), so the
+    whole file is still audited and the error names the forbidden construct and every untrusted
+    global; the audit refuses the stream before anything is built.
+    """
 
     __slots__ = ("what",)
 
     def __init__(self, what: str) -> None:
         self.what = what
+
+    def __call__(self, *args, **kwargs) -> _Forbidden:
+        return self
+
+    def __setstate__(self, state) -> None:
+        return None
+
+    def append(self, item) -> None:
+        return None
+
+    def extend(self, items) -> None:
+        return None
+
+    def add(self, item) -> None:
+        return None
+
+    def __setitem__(self, key, value) -> None:
+        return None
 
 
 def _inert_hooks(cls):
