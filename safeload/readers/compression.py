@@ -10,6 +10,7 @@ so a decompression bomb stops after the limit instead of filling memory.
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import io
 import lzma
@@ -85,13 +86,13 @@ COMPRESSORS: tuple[Compressor, ...] = (
     Compressor(
         "xz",
         lambda h: h[:6] == b"\xfd7zXZ\x00",
-        lambda raw: lzma.LZMAFile(raw, "rb", format=lzma.FORMAT_XZ),
-    ),  # noqa: SIM115
+        functools.partial(lzma.LZMAFile, mode="rb", format=lzma.FORMAT_XZ),
+    ),
     Compressor(
         "lzma",
         lambda h: h[:3] == b"\x5d\x00\x00",
-        lambda raw: lzma.LZMAFile(raw, "rb", format=lzma.FORMAT_ALONE),
-    ),  # noqa: SIM115
+        functools.partial(lzma.LZMAFile, mode="rb", format=lzma.FORMAT_ALONE),
+    ),
     Compressor("lz4", lambda h: h[:4] == b"\x04\x22\x4d\x18", _lz4_open),
 )
 

@@ -12,7 +12,10 @@ Two layers:
   test can generate several variants of one payload.
 
 Plus container helpers: joblib-style compression with each compressor (the stdlib compressors
-and joblib's magic bytes), gzip/bz2 pickles, zip archives, ``.npy`` headers.
+and joblib's magic bytes), gzip/bz2 pickles, zip archives, ``.npy`` headers, joblib
+``NumpyArrayWrapper`` records followed by their raw (or, for object dtypes, nested pickle) data
+(:func:`joblib_array`, :func:`joblib_dumps`), every container of one payload
+(:func:`containers`) and cheap multi-gigabyte gzip bombs (:func:`gzip_members_bomb`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ __all__ = [
     "npy_bytes",
     "canary_shell",
     "canary_python",
+    "body",
+    "joblib_array",
+    "joblib_dumps",
+    "containers",
+    "gzip_members_bomb",
+    "call_chain",
 ]
 
 PROTOCOLS = (0, 1, 2, 3, 4, 5)
@@ -564,3 +573,105 @@ def npy_bytes(descr: Any, shape: tuple, body: bytes, *, fortran: bool = False) -
     total = 10 + len(header) + 1
     header += b" " * ((64 - total % 64) % 64) + b"\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + body
+
+
+# --------------------------------------------------------------------------- joblib
+def body(stream: bytes) -> bytes:
+    """The opcodes of a :func:`dumps` stream without ``PROTO`` and ``STOP`` (no ``FRAME``).
+
+    Used to embed one stream in another with :class:`Mark` (its memo indices must not clash).
+    """
+    if stream[:1] == pickle.PROTO:
+        stream = stream[2:]
+    if stream[:1] == pickle.FRAME:
+        stream = stream[9:]
+    assert stream[-1:] == pickle.STOP
+    return stream[:-1]
+
+
+def joblib_array(
+    dtype: str = "f8",
+    shape: tuple = (1,),
+    data: bytes | None = None,
+    *,
+    order: str = "C",
+    align: bool = True,
+    subclass: tuple[str, str] = ("numpy", "ndarray"),
+    dtype_global: tuple[str, str] = ("numpy", "dtype"),
+    module: str = "joblib.numpy_pickle",
+) -> Mark:
+    """One ``NumpyArrayWrapper`` exactly as ``joblib.dump`` writes it, then its data.
+
+    ``NEWOBJ`` of the wrapper class, ``BUILD`` with the state dict (``subclass``, ``shape``,
+    ``order``, ``dtype`` as a ``numpy.dtype(...)`` call, ``allow_mmap``, and with ``align`` the
+    ``numpy_array_alignment_bytes`` key that makes the reader expect a padding byte count and
+    padding), then ``data``: the raw array bytes (zeros of the declared size by default) or, for
+    an object dtype, the nested pickle stream joblib's ``read_array`` unpickles.
+
+    Returns a :class:`Mark` to place anywhere in a :func:`dumps` expression (protocol 2+).
+    """
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    if data is None:
+        count = 1
+        for d in shape:
+            count *= d
+        data = b"\0" * (count * dt.itemsize)
+    o = Ops()
+    o.global_(module, "NumpyArrayWrapper").tuple_(0).newobj()
+    o.empty_dict().mark()
+    o.unicode("subclass").global_(*subclass)
+    o.unicode("shape").mark()
+    for d in shape:
+        o.int_(d)
+    o.tuple_marked()
+    o.unicode("order").unicode(order)
+    o.unicode("dtype").global_(*dtype_global).unicode(dtype)
+    o.op(pickle.NEWFALSE).op(pickle.NEWTRUE).tuple_(3).reduce()
+    o.unicode("allow_mmap").op(pickle.NEWFALSE)
+    if align:
+        o.unicode("numpy_array_alignment_bytes").int_(16)
+    o.setitems().build()
+    if align and not dt.hasobject:
+        o.raw(b"\x03" + b"\xff" * 3)
+    o.raw(data)
+    return Mark(o.value())
+
+
+def joblib_dumps(value: Any, protocol: int = 4) -> bytes:
+    """A joblib-style file: ``value`` (with :func:`joblib_array` marks) as one stream."""
+    return dumps(value, protocol)
+
+
+def containers(stream: bytes) -> dict[str, bytes]:
+    """One pickle stream in every byte container ``safeload`` reads: raw, and compressed with
+    each of joblib's compressors (a compressed plain pickle is also what ``gzip.open(...)``
+    / ``bz2.open(...)`` pickles look like)."""
+    out = {"raw": stream}
+    for name in COMPRESSORS:
+        out[name] = compress(stream, name)
+    return out
+
+
+def gzip_members_bomb(prefix: bytes, zeros: int, suffix: bytes, member: int = 64 << 20) -> bytes:
+    """``prefix + b"\\0" * zeros + suffix`` as a multi-member gzip file, built in milliseconds.
+
+    The zeros are one gzip member of ``member`` bytes compressed once and repeated (a
+    concatenation of gzip members is one gzip stream for ``gzip.GzipFile``), so a 2 GiB bomb
+    costs one 64 MiB compression and a ~130 KiB/GiB file.
+    """
+    if zeros % member:
+        raise ValueError("zeros must be a multiple of member")
+    block = gzip.compress(b"\0" * member, 1, mtime=0)
+    return (
+        gzip.compress(prefix, 1, mtime=0)
+        + block * (zeros // member)
+        + gzip.compress(suffix, 1, mtime=0)
+    )
+
+
+def call_chain(module: str, name: str, depth: int, protocol: int = 2) -> bytes:
+    """``f()()()...`` ``depth`` times: ``REDUCE`` on the result of the previous ``REDUCE``."""
+    ops = Ops(protocol).global_(module, name)
+    return ops.raw((pickle.EMPTY_TUPLE + pickle.REDUCE) * depth).done()
