@@ -1,8 +1,9 @@
-"""Build hook for the optional C extension; the project metadata lives in pyproject.toml.
+"""Build hook for the optional C extensions; the project metadata lives in pyproject.toml.
 
-``safeload.readers._opscan`` is the opcode pre-scan at C speed.  It is optional: without a C
-compiler the build goes on and :mod:`safeload.readers.opscan` uses its pure-Python reference
-implementation (same results, slower).
+``safeload.readers._opscan`` is the opcode pre-scan at C speed and
+``safeload.validate._treecheck`` the one-pass tree node check.  Both are optional: without a C
+compiler the build goes on and the pure-Python/numpy reference implementations run (same
+results, slower).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,11 @@ setup(
             "safeload.readers._opscan",
             ["safeload/readers/_opscan.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "safeload.validate._treecheck",
+            ["safeload/validate/_treecheck.c"],
+            optional=True,
+        ),
     ]
 )

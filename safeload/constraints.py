@@ -240,6 +240,10 @@ def _itemsize(dtype: Any) -> int:
 
 
 def _check_shape(site: CallSite, shape: Any, itemsize: int) -> None:
+    if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape) and len(shape) <= 64:
+        nbytes = math.prod(shape) * itemsize  # the common case, without building messages
+        if nbytes <= site.limits.max_array_bytes:
+            return
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not all(

@@ -41,6 +41,11 @@ from ._common import (
     tree_depth,
 )
 
+try:  # optional C kernel; the numpy code below is the reference
+    from . import _treecheck
+except ImportError:  # pragma: no cover - built without a compiler
+    _treecheck = None
+
 __all__ = ["validate_tree"]
 
 TREE_NAME = "sklearn.tree._tree.Tree"
@@ -117,6 +122,9 @@ def validate_tree(tree: object, limits: Limits) -> None:
             f"{max_n_classes})",
         )
 
+    if _fast_nodes_ok(nodes, node_count, n_features, max_depth):
+        return
+    # numpy reference: the same checks, and the precise message when the C kernel said no
     left = np.ascontiguousarray(nodes["left_child"]).astype(np.int64, copy=False)
     right = np.ascontiguousarray(nodes["right_child"]).astype(np.int64, copy=False)
 
@@ -148,6 +156,27 @@ def validate_tree(tree: object, limits: Limits) -> None:
             f"max_depth = {max_depth} but the tree is {depth} levels deep (decision_path "
             "allocates max_depth + 1 slots per sample)",
         )
+
+
+_I8 = np.dtype(np.int64)
+
+
+def _fast_nodes_ok(nodes: np.ndarray, node_count: int, n_features: int, max_depth: int) -> bool:
+    """Run the per-node checks in the C kernel (``_treecheck.c``); False when it is unavailable
+    or finds a problem (the numpy reference below then names it)."""
+    if _treecheck is None or not nodes.flags.c_contiguous:
+        return False
+    fields = nodes.dtype.fields
+    try:
+        (dl, ol), (dr, orr), (df, of) = (fields[k][:2] for k in _NODE_FIELDS[:3])
+        dm, om = fields["missing_go_to_left"][:2]
+    except (KeyError, TypeError):
+        return False
+    if not (dl == dr == df == _I8) or dm != np.dtype(np.uint8):
+        return False
+    return _treecheck.check(
+        nodes, nodes.dtype.itemsize, ol, orr, of, om, node_count, n_features, max_depth
+    )
 
 
 def _tree_of(holder: object, estimator: object, where: str) -> object | None:
