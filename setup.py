@@ -15,6 +15,7 @@ setup(
             ["safeload/readers/_opscan.c"],
             optional=True,
         ),
+        Extension("safeload._speedups", ["safeload/_speedups.c"], optional=True),
         Extension(
             "safeload.validate._treecheck",
             ["safeload/validate/_treecheck.c"],

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import CallSite, Replace, check_call
+from .constraints import CallSite, Replace, rule_for
 from .errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
 from .limits import Limits
@@ -81,6 +81,7 @@ class Builder:
         self.resolved = resolved
         self.pairs: dict[type, tuple[str, str]] = {}
         self.memo: dict[int, Any] = {}
+        self._plans: dict[tuple[type, str], tuple[Any, tuple[str, str], Any]] = {}
         self.sizes: dict[int, int] = {}
         self.items = 0
         self.array_bytes = 0
@@ -158,11 +159,12 @@ class Builder:
         if tp is dict:
             memo[key] = obj
             self._count(len(obj))
-            if not _all_atomic(obj):
+            keys_atomic, values_atomic = _dict_atomic(obj)
+            if not keys_atomic:
                 items = [(build(k, depth), build(v, depth)) for k, v in obj.items()]
                 obj.clear()
                 obj.update(items)
-            elif not _all_atomic(obj.values()):
+            elif not values_atomic:
                 for k, v in obj.items():
                     if type(v) not in _ATOMIC:
                         obj[k] = build(v, depth)
@@ -211,17 +213,24 @@ class Builder:
                 f"the file calls {node.name}, the result of another call (as in "
                 "getattr(module, name)(...)); only named, trusted callables may be called",
             )
-        func = self._resolve(placeholder)
-        pair = self.policy.canonical((placeholder.module, placeholder.qualname))
+        kind = "new" if type(node) is New else "call"
+        plan = self._plans.get((placeholder, kind))
+        if plan is None:
+            func = self._resolve(placeholder)
+            pair = self.policy.canonical((placeholder.module, placeholder.qualname))
+            plan = self._plans[(placeholder, kind)] = (func, pair, rule_for(pair, func, kind))
+        func, pair, rule = plan
         args = node.args
         if args and not _all_atomic(args):
             args = tuple([self.build(a, depth) for a in args])
         kwargs = node.kwargs
         if kwargs:
             kwargs = {self.build(k, depth): self.build(v, depth) for k, v in kwargs.items()}
-        kind = "new" if type(node) is New else "call"
-        site = CallSite(pair, func, args, kwargs, kind, self.limits, self.is_trusted_type)
-        verdict = check_call(site)
+        site = None
+        verdict = None
+        if rule is not None:
+            site = CallSite(pair, func, args, kwargs, kind, self.limits, self.is_trusted_type)
+            verdict = rule(site)
         if isinstance(verdict, Replace):
             result = verdict.value
         else:
@@ -229,7 +238,7 @@ class Builder:
                 if kind == "new":
                     if not isinstance(func, type):
                         raise ForbiddenOperationError(
-                            "newobj-on-non-class", f"{site.name} is not a class"
+                            "newobj-on-non-class", f"{_name(pair)} is not a class"
                         )
                     result = func.__new__(func, *args, **kwargs)
                 else:
@@ -241,20 +250,21 @@ class Builder:
                     "max_array_bytes",
                     0,
                     self.limits.max_array_bytes,
-                    f"{site.name} ran out of memory",
+                    f"{_name(pair)} ran out of memory",
                 ) from exc
             except Exception as exc:  # noqa: BLE001 - a trusted callable rejected the data
                 raise FormatError(
-                    f"{site.name} failed on the file's arguments: {type(exc).__name__}: {exc}"
+                    f"{_name(pair)} failed on the file's arguments: {type(exc).__name__}: {exc}"
                 ) from exc
         node.args = node.kwargs = None
         memo[key] = result
         ops = node.ops
         if ops is not None:
             node.ops = None
-            self._apply_ops(result, ops, site.name, depth)
+            self._apply_ops(result, ops, _name(pair), depth)
         if type(result) is np.ndarray:
-            self.limits.check("max_array_bytes", result.nbytes, f"array built by {site.name}")
+            if result.nbytes > self.limits.max_array_bytes:
+                self.limits.check("max_array_bytes", result.nbytes, f"array from {_name(pair)}")
             self.array_bytes += result.nbytes
             self.limits.check("max_total_array_bytes", self.array_bytes, "all arrays of the file")
         elif has_validator(type(result)):
@@ -298,8 +308,32 @@ class Builder:
                 ) from exc
 
 
-def _all_atomic(items: Any) -> bool:
+def _name(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}.{pair[1]}"
+
+
+def _all_atomic_py(items: Any) -> bool:
+    """Reference: True when no item can hold a reference to another parsed object."""
     return set(map(type, items)) <= _ATOMIC
+
+
+try:  # optional C helper, ~15x faster on large containers (a 200k-term vocabulary)
+    from . import _speedups
+
+    _speedups.set_atomic_types(tuple(_ATOMIC))
+
+    def _all_atomic(items: Any) -> bool:
+        return _speedups.atomic_kinds(items) & 1 == 1
+
+    def _dict_atomic(d: dict) -> tuple[bool, bool]:
+        bits = _speedups.atomic_kinds(d)
+        return bool(bits & 1), bool(bits & 2)
+
+except ImportError:  # pragma: no cover - built without a compiler
+    _all_atomic = _all_atomic_py
+
+    def _dict_atomic(d: dict) -> tuple[bool, bool]:
+        return _all_atomic_py(d), _all_atomic_py(d.values())
 
 
 def _apply_build(inst: Any, state: Any, name: str) -> None:

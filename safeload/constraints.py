@@ -35,7 +35,7 @@ from ._text import describe
 from .errors import ForbiddenOperationError, LimitExceededError
 from .limits import Limits
 
-__all__ = ["CallSite", "Replace", "check_call", "REGISTRY", "register"]
+__all__ = ["CallSite", "Replace", "check_call", "rule_for", "REGISTRY", "register"]
 
 Pair = tuple[str, str]
 
@@ -107,6 +107,39 @@ def _forbid(site: CallSite, operation: str, why: str) -> ForbiddenOperationError
 # --------------------------------------------------------------------------- dispatch
 
 
+def rule_for(pair: Pair, func: Any, kind: str) -> Callable[[CallSite], Any] | None:
+    """The rule that applies to calling ``func`` (``kind`` "call" or "new"), or None.
+
+    Decided once per global and file by the build stage, so the common case — allocating a
+    trusted estimator class, which no rule restricts — costs nothing per object.
+    """
+    rule = REGISTRY.get(pair)
+    if rule is not None:
+        return rule
+    if isinstance(func, type):
+        for base, class_rule in _CLASS_RULES:
+            if issubclass(func, base):
+                return class_rule
+        return None
+    qualname = pair[1].rpartition(".")[2]
+    if qualname.startswith("__pyx_unpickle_"):
+        return lambda site: _pyx_unpickle(site, qualname[len("__pyx_unpickle_") :])
+    if qualname == "newObj":
+        return _new_obj
+    return _call_of_value_or_newobj
+
+
+def _call_of_value_or_newobj(site: CallSite) -> None:
+    if site.kind == "new":
+        raise _forbid(site, "newobj-on-non-class", "NEWOBJ needs a class")
+    raise _forbid(
+        site,
+        "call-of-value",
+        "this function is trusted as a value an estimator may store (e.g. a score function), "
+        "but a file may not call it while loading",
+    )
+
+
 def check_call(site: CallSite) -> Any:
     """Check one call; return ``None`` or a :class:`Replace`.
 
@@ -118,28 +151,8 @@ def check_call(site: CallSite) -> Any:
     LimitExceededError
         An argument that asks for an allocation beyond the limits.
     """
-    rule = REGISTRY.get(site.pair)
-    if rule is not None:
-        return rule(site)
-    func = site.func
-    if isinstance(func, type):
-        for base, class_rule in _CLASS_RULES:
-            if issubclass(func, base):
-                return class_rule(site)
-        return None
-    qualname = site.pair[1].rpartition(".")[2]
-    if qualname.startswith("__pyx_unpickle_"):
-        return _pyx_unpickle(site, qualname[len("__pyx_unpickle_") :])
-    if qualname == "newObj":
-        return _new_obj(site)
-    if site.kind == "new":
-        raise _forbid(site, "newobj-on-non-class", "NEWOBJ needs a class")
-    raise _forbid(
-        site,
-        "call-of-value",
-        "this function is trusted as a value an estimator may store (e.g. a score function), "
-        "but a file may not call it while loading",
-    )
+    rule = rule_for(site.pair, site.func, site.kind)
+    return None if rule is None else rule(site)
 
 
 def _expect_trusted_type(site: CallSite, obj: Any, role: str) -> type:

@@ -161,13 +161,22 @@ class BoundedReader:
 
     def readinto(self, b) -> int:
         view = memoryview(b).cast("B")
+        raw_readinto = getattr(self._raw, "readinto", None)
         total = 0
         while total < len(view):
-            chunk = self.read(min(len(view) - total, _CHUNK))
-            if not chunk:
-                break
-            view[total : total + len(chunk)] = chunk
-            total += len(chunk)
+            want = min(len(view) - total, 64 * _CHUNK)
+            if raw_readinto is not None:  # straight into the array: no intermediate bytes
+                got = self._wrap(raw_readinto, view[total : total + want])
+                if not got:
+                    break
+                self._account(got)
+            else:
+                chunk = self.read(want)
+                got = len(chunk)
+                if not got:
+                    break
+                view[total : total + got] = chunk
+            total += got
         return total
 
     def readline(self, size: int = -1) -> bytes:
