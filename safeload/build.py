@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import CallSite, Replace, rule_for
+from .constraints import CallSite, Replace, _class_call_without_arguments, rule_for
 from .errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
 from .limits import Limits
@@ -218,7 +218,10 @@ class Builder:
         if plan is None:
             func = self._resolve(placeholder)
             pair = self.policy.canonical((placeholder.module, placeholder.qualname))
-            plan = self._plans[(placeholder, kind)] = (func, pair, rule_for(pair, func, kind))
+            rule = rule_for(pair, func, kind)
+            if rule is _class_call_without_arguments and self.policy.is_caller_trusted(pair):
+                rule = None  # the caller trusted this class explicitly, constructor included
+            plan = self._plans[(placeholder, kind)] = (func, pair, rule)
         func, pair, rule = plan
         args = node.args
         if args and not _all_atomic(args):

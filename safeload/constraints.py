@@ -120,7 +120,7 @@ def rule_for(pair: Pair, func: Any, kind: str) -> Callable[[CallSite], Any] | No
         for base, class_rule in _CLASS_RULES:
             if issubclass(func, base):
                 return class_rule
-        return None
+        return _class_call_without_arguments
     qualname = pair[1].rpartition(".")[2]
     if qualname.startswith("__pyx_unpickle_"):
         return lambda site: _pyx_unpickle(site, qualname[len("__pyx_unpickle_") :])
@@ -213,11 +213,12 @@ def _copyreg_newobj_ex(site: CallSite) -> None:
 
 
 def _check_class_new(site: CallSite, cls: type, args: tuple) -> None:
-    sub = CallSite(site.pair, cls, args, {}, "new", site.limits, site.is_trusted_type)
-    for base, class_rule in _CLASS_RULES:
-        if issubclass(cls, base):
-            class_rule(sub)
-            return
+    """Apply the rule of ``cls`` itself to ``cls.__new__(cls, *args)`` done by a helper."""
+    pair = (cls.__module__, cls.__qualname__)
+    sub = CallSite(pair, cls, args, {}, "new", site.limits, site.is_trusted_type)
+    rule = rule_for(pair, cls, "new")
+    if rule is not None:
+        rule(sub)
 
 
 def _new_obj(site: CallSite) -> None:
@@ -289,11 +290,20 @@ def _np_reconstruct(site: CallSite) -> None:
 
 
 def _ndarray_class(site: CallSite) -> None:
+    """ndarray classes come from ``_reconstruct``/``_frombuffer`` + state, never from a shape.
+
+    ``numpy.ndarray(shape)`` hands out uninitialised memory of any size the file names, which a
+    trusted consumer (``KDTree(ndarray((2**23, 8)))``) then crunches: arguments are refused.
+    """
     if issubclass(site.func, np.memmap):
         raise _forbid(site, "untrusted-argument", "numpy.memmap opens files")
-    if site.args:
-        dtype = site.args[1] if len(site.args) > 1 else site.kwargs.get("dtype", "f8")
-        _check_shape(site, site.args[0], _itemsize(dtype))
+    if site.args or site.kwargs:
+        raise _forbid(
+            site,
+            "class-call-with-arguments",
+            "arrays are restored from their data, not allocated from a shape (uninitialised "
+            "memory of any size)",
+        )
 
 
 @register("numpy.ma.core:_mareconstruct")
@@ -547,6 +557,63 @@ def _sparse_class(site: CallSite) -> None:
         )
 
 
+# --------------------------------------------------------------------------- class calls
+
+_PLAIN_VALUES = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _numbers_only(site: CallSite) -> None:
+    """Cython loss objects (``sklearn._loss._loss.Cy*``, ``sklearn.linear_model._sgd_fast``)
+    are pickled as ``cls(*params)`` with a few float parameters."""
+    for value in (*site.args, *site.kwargs.values()):
+        if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
+            raise _forbid(site, "bad-arguments", f"expects numbers, got {_describe(value)}")
+
+
+def _class_call_without_arguments(site: CallSite) -> None:
+    """A trusted class whose pickles never call it with arguments.
+
+    Real scikit-learn/numpy/scipy pickles rebuild objects with ``NEWOBJ``/``copyreg`` and their
+    state; calling the class with file-chosen arguments runs its constructor on them (an
+    ``MT19937(range(2**40))`` seeds forever, a ``KDTree(data)`` builds a tree).  Only the
+    classes registered in this module may be called with arguments, each with its own check.
+    """
+    if site.kind == "call" and (site.args or site.kwargs):
+        raise _forbid(
+            site,
+            "class-call-with-arguments",
+            "real pickles never call this class with arguments (objects are restored from "
+            "their state); calling it would run its constructor on file-chosen values",
+        )
+    if site.kind == "new" and (site.args or site.kwargs) and not _new_ignores_arguments(site.func):
+        raise _forbid(
+            site,
+            "class-call-with-arguments",
+            "NEWOBJ arguments would reach this class's own __new__/__cinit__",
+        )
+
+
+def _new_ignores_arguments(cls: type) -> bool:
+    """``cls.__new__(cls, *args)`` only stores or ignores ``args``: Python classes using
+    ``object.__new__`` (it ignores them when ``__init__`` is overridden) and namedtuples (the
+    arguments become the fields)."""
+    new = cls.__new__
+    if new is object.__new__ or new is tuple.__new__:
+        return True
+    return issubclass(cls, tuple) and hasattr(cls, "_fields")
+
+
+def _register_loss_classes() -> None:
+    import sklearn._loss._loss as cy_loss
+    import sklearn.linear_model._sgd_fast as sgd_fast
+
+    for module in (cy_loss, sgd_fast):
+        for name in dir(module):
+            obj = getattr(module, name)
+            if isinstance(obj, type) and obj.__module__ == module.__name__:
+                REGISTRY[(module.__name__, name)] = _numbers_only
+
+
 def _init_class_rules() -> None:
     import scipy.sparse as sp
     from sklearn.tree._tree import Tree
@@ -562,3 +629,4 @@ def _init_class_rules() -> None:
 
 
 _init_class_rules()
+_register_loss_classes()

@@ -57,16 +57,32 @@ class ParseContext:
     forbidden : list of (str, str)
         ``(operation, detail)`` for constructs safeload never allows (BUILD on a class,
         persistent ids ...), recorded so the audit can report them with the untrusted names.
-    offsets : list of int
-        Byte offsets of the opcodes that named a global, in stream order (filled by the opcode
-        scan when available).
+    global_order : list of (str, str)
+        Every ``find_class`` call in order (one entry per global-naming opcode, repeats kept).
+    global_offsets : list of int or None
+        Byte offsets matching ``global_order``, recorded by the pure-Python (joblib) reader;
+        empty for the C path, whose offsets are ``StreamInfo.global_offsets``.
+    consumed : set of (str, str)
+        Globals the reader itself replaced (joblib array wrappers).
     """
 
-    __slots__ = ("globals", "forbidden", "n_nodes", "global_order", "consumed", "__weakref__")
+    __slots__ = (
+        "globals",
+        "forbidden",
+        "n_nodes",
+        "global_order",
+        "global_offsets",
+        "consumed",
+        "__weakref__",
+    )
 
     def __init__(self) -> None:
         self.globals: dict[tuple[str, str], type] = {}
         self.global_order: list[tuple[str, str]] = []
+        #: Byte offset of the opcode behind each entry of ``global_order`` (same length), filled
+        #: by the pure-Python (joblib) reader only: offsets in the decompressed stream, ``None``
+        #: where the position is unknown.  The C path gets them from ``StreamInfo`` instead.
+        self.global_offsets: list[int | None] = []
         self.forbidden: list[tuple[str, str]] = []
         self.n_nodes = 0
         #: globals the reader itself replaced (joblib array wrappers): never resolved or built
@@ -174,10 +190,15 @@ class Node:
 
     @property
     def name(self) -> str:
+        """``module.qualname`` of the callable; bounded for calls of call results (iterative,
+        so a 2,000-deep ``f()()()...`` chain neither recurses nor builds a long message)."""
         func = self.func
-        if isinstance(func, Node):
-            return f"<result of {func.name}>"
-        return f"{func.module}.{func.qualname}"
+        depth = 0
+        while isinstance(func, Node):
+            func = func.func
+            depth += 1
+        base = f"{func.module}.{func.qualname}" if hasattr(func, "module") else "?"
+        return base if depth == 0 else f"<result of {depth} nested call(s) of {base}>"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} args={len(self.args)}>"

@@ -127,6 +127,7 @@ class Policy:
         module_aliases: Mapping[str, str] | None = None,
         global_aliases: Mapping[Pair, Pair] | None = None,
         never: Mapping[Pair, str] | None = None,
+        extended: frozenset[Pair] = frozenset(),
     ):
         never = dict(never or {})
         bad = sorted(format_name(p) for p in trusted if p in never)
@@ -136,6 +137,7 @@ class Policy:
         self._module_aliases = MappingProxyType(dict(module_aliases or {}))
         self._global_aliases = MappingProxyType(dict(global_aliases or {}))
         self._never = MappingProxyType(never)
+        self._extended = frozenset(extended)
         self._resolved: dict[Pair, Any] = {}
         self._lock = threading.Lock()
 
@@ -195,6 +197,7 @@ class Policy:
                 "trusted=['mypkg.models.MyEstimator']."
             )
         added = dict(self._trusted)
+        extended = set(self._extended)
         for item in names:
             if isinstance(item, str):
                 pair = parse_name(item)
@@ -206,7 +209,15 @@ class Policy:
             if pair in self._never:
                 raise PolicyError(f"{format_name(pair)} can never be trusted: {self._never[pair]}")
             added.setdefault(pair, "trusted explicitly by the caller")
-        return Policy(added, self._module_aliases, self._global_aliases, self._never)
+            extended.add(pair)
+        return Policy(
+            added, self._module_aliases, self._global_aliases, self._never, frozenset(extended)
+        )
+
+    def is_caller_trusted(self, pair: Pair) -> bool:
+        """True when ``pair`` was added with :meth:`extend` (the caller vouched for the class,
+        including constructor calls its pickles make)."""
+        return pair in self._extended
 
     # -- queries ------------------------------------------------------------------------------
     def canonical(self, pair: Pair) -> Pair:

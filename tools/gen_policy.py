@@ -144,6 +144,11 @@ NUMPY_RECONSTRUCTORS: set[Pair] = {
 #: Trusted names the harvest can not produce in today's environment (old pickles need them).
 #: ``pair: (group, why)``.
 CURATED_TRUSTED: dict[Pair, tuple[str, str]] = {
+    ("builtins", "bytearray"): (
+        "python-builtins",
+        "protocol 2-4 pickles of bytearray values (corpus b18, wild files); an int argument "
+        "(bytearray(2**36), CATALOG G05) is limited to 1 MiB by safeload.constraints",
+    ),
     ("numpy.random", "__RandomState_ctor"): (
         "numpy-random",
         "RandomState.__reduce__ of numpy < 1.17 (legacy/py27_skl0204); takes no argument and "
@@ -161,11 +166,6 @@ EXCLUDED: dict[str, tuple[str, str]] = {
         "attribute access on any object (never trusted); scikit-learn pickles only reach it "
         "through bound methods inside scipy.stats frozen distributions (RandomizedSearchCV "
         "param_distributions)",
-    ),
-    "builtins.bytearray": (
-        "untrusted",
-        "not referenced by scikit-learn's own objects (seen only in wild third-party files); an "
-        "int argument allocates that many bytes (CATALOG G05)",
     ),
     "numpy.vectorize": (
         "untrusted",
@@ -485,6 +485,7 @@ NEVER_GROUPS: list[tuple[str, str, dict[str, list[str]]]] = [
                 "ndarray.tofile", "save", "savetxt", "savez", "savez_compressed",
             ],
             "numpy._core.memmap": ["memmap"],
+            "numpy.core.memmap": ["memmap"],
             "numpy.lib._format_impl": ["open_memmap", "write_array"],
             "numpy.lib.format": ["open_memmap", "write_array"],
             "os": [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bz2
 import functools
-import gzip
 import io
 import lzma
 import zlib
@@ -36,64 +35,125 @@ class Compressor:
     open: Callable[[IO[bytes]], IO[bytes]]
 
 
-class _ZlibStream(io.RawIOBase):
-    """A raw zlib stream (joblib's ``BinaryZlibFile``) as a readable file."""
+class _DecompressedStream(io.RawIOBase):
+    """One compressed stream, decompressed incrementally, as a readable raw file.
 
-    def __init__(self, raw: IO[bytes]):
+    Works with the stdlib decompressor objects (``zlib.decompressobj`` — also gzip with
+    ``wbits=31`` —, ``bz2.BZ2Decompressor``, ``lzma.LZMADecompressor``) and lz4's
+    ``LZ4FrameDecompressor``.  Output is produced in chunks of at most 1 MiB.  When the stream
+    ends, anything after it is refused — a compressed pickle followed by a zip is a polyglot,
+    exactly like a raw one (catalogue F08) — except, for gzip, further members (RFC 1952).
+
+    Raises
+    ------
+    FormatError
+        Corrupt or truncated data, or trailing bytes after the end of the stream.
+    """
+
+    def __init__(self, raw: IO[bytes], make_decompressor, name: str, multi_member: bool):
         self._raw = raw
-        self._d = zlib.decompressobj()
+        self._make = make_decompressor
+        self._d = make_decompressor()
+        self._name = name
+        self._multi_member = multi_member
+        self._zlib_like = hasattr(self._d, "unconsumed_tail")
+        self._pending = b""  # input read past the end of the previous gzip member
         self._buf = b""
 
     def readable(self) -> bool:
         return True
 
+    def _input(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return self._raw.read(_CHUNK)
+
+    def _more(self) -> bytes:
+        d = self._d
+        if self._zlib_like:
+            data = d.unconsumed_tail or self._input()
+            needs_input = True
+        else:
+            needs_input = d.needs_input
+            data = self._input() if needs_input else b""
+        if not data and needs_input:
+            raise FormatError(f"truncated {self._name} stream (no end-of-stream marker)")
+        try:
+            return d.decompress(data, _CHUNK)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zlib.error, OSError, EOFError, RuntimeError
+            raise FormatError(f"corrupt {self._name} stream: {exc}") from exc
+
+    def _at_end(self) -> bool:
+        """True at the real end of the data; starts the next gzip member otherwise."""
+        tail = (self._d.unused_data or b"") + self._pending
+        self._pending = b""
+        if len(tail) < 2:
+            tail += self._raw.read(2 - len(tail))
+        if not tail:
+            return True
+        if self._multi_member and tail[:2] == b"\x1f\x8b":
+            self._d = self._make()
+            self._pending = tail
+            return False
+        raise FormatError(
+            f"trailing data after the end of the {self._name} stream (a polyglot file or "
+            "several concatenated streams); refusing to guess which part is the model"
+        )
+
     def readinto(self, b) -> int:
         n = len(b)
         while not self._buf:
-            if self._d.eof:
+            if self._d.eof and self._at_end():
                 return 0
-            data = self._d.unconsumed_tail or self._raw.read(_CHUNK)
-            if not data:
-                raise FormatError("truncated zlib stream (no end-of-stream marker)")
-            try:
-                self._buf = self._d.decompress(data, _CHUNK)
-            except zlib.error as exc:
-                raise FormatError(f"corrupt zlib stream: {exc}") from exc
+            self._buf = self._more()
         out = self._buf[:n]
         self._buf = self._buf[n:]
         b[: len(out)] = out
         return len(out)
 
 
-def _lz4_open(raw: IO[bytes]) -> IO[bytes]:
+def _stream(make_decompressor: Callable[[], object], name: str, multi_member: bool = False):
+    def open_stream(raw: IO[bytes]) -> IO[bytes]:
+        stream = _DecompressedStream(raw, make_decompressor, name, multi_member)
+        return io.BufferedReader(stream, _CHUNK)
+
+    return open_stream
+
+
+def _lz4_decompressor():
     try:
         import lz4.frame
     except ImportError as exc:  # pragma: no cover - optional dependency
         raise FormatError("the file is lz4-compressed; install lz4 to read it") from exc
-    return lz4.frame.LZ4FrameFile(raw, "rb")
+    return lz4.frame.LZ4FrameDecompressor()
 
 
 COMPRESSORS: tuple[Compressor, ...] = (
     Compressor(
         "zlib",
         lambda h: h[:1] == b"\x78" and h[1:2] in (b"\x01", b"\x5e", b"\x9c", b"\xda"),
-        lambda raw: io.BufferedReader(_ZlibStream(raw), _CHUNK),
+        _stream(zlib.decompressobj, "zlib"),
     ),
     Compressor(
-        "gzip", lambda h: h[:2] == b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")
+        "gzip",
+        lambda h: h[:2] == b"\x1f\x8b",
+        _stream(functools.partial(zlib.decompressobj, wbits=31), "gzip", multi_member=True),
     ),
-    Compressor("bz2", lambda h: h[:3] == b"BZh", lambda raw: bz2.BZ2File(raw, "rb")),
+    Compressor("bz2", lambda h: h[:3] == b"BZh", _stream(bz2.BZ2Decompressor, "bz2")),
     Compressor(
         "xz",
         lambda h: h[:6] == b"\xfd7zXZ\x00",
-        functools.partial(lzma.LZMAFile, mode="rb", format=lzma.FORMAT_XZ),
+        _stream(functools.partial(lzma.LZMADecompressor, format=lzma.FORMAT_XZ), "xz"),
     ),
     Compressor(
         "lzma",
         lambda h: h[:3] == b"\x5d\x00\x00",
-        functools.partial(lzma.LZMAFile, mode="rb", format=lzma.FORMAT_ALONE),
+        _stream(functools.partial(lzma.LZMADecompressor, format=lzma.FORMAT_ALONE), "lzma"),
     ),
-    Compressor("lz4", lambda h: h[:4] == b"\x04\x22\x4d\x18", _lz4_open),
+    Compressor("lz4", lambda h: h[:4] == b"\x04\x22\x4d\x18", _stream(_lz4_decompressor, "lz4")),
 )
 
 
@@ -138,7 +198,9 @@ class BoundedReader:
             return fn(*args)
         except (FormatError, LimitExceededError):
             raise
-        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decompressors raise many types (lz4: RuntimeError)
             raise FormatError(f"corrupt compressed stream: {type(exc).__name__}: {exc}") from exc
 
     def read(self, n: int = -1) -> bytes:
@@ -189,6 +251,19 @@ class BoundedReader:
     def peek(self, n: int = 0) -> bytes:  # pragma: no cover - used by some callers
         peek = getattr(self._raw, "peek", None)
         return peek(n) if peek is not None else b""
+
+    def remaining(self) -> int:
+        """Bytes this reader may still produce before its limit (the stream may hold fewer).
+
+        A reader compares a declared length with this *before* reading or allocating, so a
+        length prefix larger than the budget is refused without buffering what is present.
+        """
+        return max(0, self._limit - self.consumed)
+
+    @property
+    def limit_name(self) -> str:
+        """The :class:`~safeload.Limits` field this reader enforces."""
+        return self._limit_name
 
 
 def open_decompressed(

@@ -563,7 +563,9 @@ def make_zip(members: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP
         warnings.simplefilter("ignore")  # "Duplicate name"
         with zipfile.ZipFile(buf, "w", compression) as zf:
             for name, data in members:
-                zf.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data)
+                info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+                info.compress_type = compression
+                zf.writestr(info, data)
     return buf.getvalue()
 
 
@@ -654,16 +656,19 @@ def containers(stream: bytes) -> dict[str, bytes]:
     return out
 
 
-def gzip_members_bomb(prefix: bytes, zeros: int, suffix: bytes, member: int = 64 << 20) -> bytes:
-    """``prefix + b"\\0" * zeros + suffix`` as a multi-member gzip file, built in milliseconds.
+def gzip_members_bomb(
+    prefix: bytes, zeros: int, suffix: bytes, member: int = 64 << 20, fill: bytes = b"\0"
+) -> bytes:
+    """``prefix + fill * (zeros // len(fill)) + suffix`` as a multi-member gzip file, fast.
 
-    The zeros are one gzip member of ``member`` bytes compressed once and repeated (a
+    The filler is one gzip member of ``member`` bytes compressed once and repeated (a
     concatenation of gzip members is one gzip stream for ``gzip.GzipFile``), so a 2 GiB bomb
-    costs one 64 MiB compression and a ~130 KiB/GiB file.
+    costs one 64 MiB compression and a ~130 KiB/GiB file.  ``fill`` may be opcodes (``b"N0"``:
+    push None, pop it) to make a bomb of cheap opcodes.
     """
-    if zeros % member:
-        raise ValueError("zeros must be a multiple of member")
-    block = gzip.compress(b"\0" * member, 1, mtime=0)
+    if zeros % member or member % len(fill):
+        raise ValueError("zeros must be a multiple of member, member of len(fill)")
+    block = gzip.compress(fill * (member // len(fill)), 9, mtime=0)
     return (
         gzip.compress(prefix, 1, mtime=0)
         + block * (zeros // member)
