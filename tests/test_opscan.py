@@ -12,6 +12,7 @@ import collections
 import datetime
 import decimal
 import fractions
+import gzip
 import io
 import mmap
 import os
@@ -20,6 +21,7 @@ import pickletools
 import shutil
 import subprocess
 import sysconfig
+import time
 from pathlib import Path
 
 import joblib
@@ -28,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import safeload
 from safeload.errors import FormatError, LimitExceededError, SafeloadError
 from safeload.limits import DEFAULT_LIMITS, Limits
 from safeload.readers import opscan
@@ -576,6 +579,7 @@ def test_real_pickles_agree(real_pickles):
             assert isinstance(want, StreamInfo) and want.joblib, name
         else:
             assert isinstance(want, StreamInfo) and want.end == len(data), (name, want)
+        assert want.stack_error == -1, name  # the stack model follows every real pickle
         # a truncated copy and a copy with trailing data
         same(data[: len(data) // 2])
         same(data + b"\x00\x01", allow_trailing=True)
@@ -614,16 +618,16 @@ def test_buffer_types_agree(tmp_path, real_pickles):
 @needs_c
 def test_c_takes_any_buffer():
     data = pickle.dumps([1, 2], protocol=4)
-    res = C.scan(np.frombuffer(data, dtype=np.uint8), 0, 100, 100, 100, False)
+    res = C.scan(np.frombuffer(data, dtype=np.uint8), 0, 100, 100, 100, 100, False)
     assert res[0] == 0 and res[2] == len(data)
     with pytest.raises(TypeError):
-        C.scan("not a buffer", 0, 1, 1, 1, False)
+        C.scan("not a buffer", 0, 1, 1, 1, 1, False)
     with pytest.raises(ValueError):
-        C.scan(data, -1, 1, 1, 1, False)
+        C.scan(data, -1, 1, 1, 1, 1, False)
     released = memoryview(data)
     released.release()
     with pytest.raises(ValueError):
-        C.scan(released, 0, 1, 1, 1, False)
+        C.scan(released, 0, 1, 1, 1, 1, False)
 
 
 @pytest.mark.parametrize("scan", SCANNERS)
@@ -685,6 +689,14 @@ _SEEDS = [
         np.arange(6, dtype=np.int16),
     )
 ]
+_SEEDS += [
+    pickle.dumps(obj, protocol=proto)
+    for proto in (0, 2, 4)
+    for obj in (
+        {(1, (2, 3)): {4, (5,)}, "k": frozenset({(6, 7)})},
+        {(i, (i,)): i for i in range(3)},
+    )
+]
 _SEEDS += list(PY2_STREAMS.values()) + list(JOBLIB_STREAMS.values())
 _VALID_OPS = sorted(ord(op.code) for op in pickletools.opcodes)
 _INSERTS = [
@@ -711,6 +723,26 @@ _INSERTS = [
     b"\x97",
     b".",
     b"\n",
+    # the stack model: marks, tuples, memo, hashing
+    b"(",
+    b"t",
+    b"\x85",
+    b"\x87",
+    b"0",
+    b"1",
+    b"2",
+    b"\x94",
+    b"h\x00",
+    b"h\x05",
+    b"g1\n",
+    b"g 1\n",
+    b"\x90",
+    b"\x91",
+    b"d",
+    b"s",
+    b"u",
+    b"\x8f",
+    b"}",
 ]
 
 
@@ -745,6 +777,8 @@ _LIMITS = [
     Limits(max_memo=2),
     Limits(max_int_bytes=3),
     Limits(max_opcodes=0, max_memo=0, max_int_bytes=0),
+    Limits(max_items=3),
+    Limits(max_items=40),
 ]
 
 
@@ -774,3 +808,438 @@ def test_no_bare_value_error_from_put():
         with pytest.raises(FormatError, match="invalid PUT memo index"):
             opscan._scan_opcodes_py(b"Np" + line + b"\n.", DEFAULT_LIMITS)
         same(b"Np" + line + b"\n.")
+
+
+# --------------------------------------------------------------------------------------------
+# (f) the stack model: hash weights, hash bombs, and agreement with the real unpicklers
+
+
+def test_stack_tables_are_pickletools():
+    """The model's pops/pushes are pickletools' stack_before/stack_after (PUT aside)."""
+    mark, sl = pickletools.markobject, pickletools.stackslice
+    for op in pickletools.opcodes:
+        code = ord(op.code)
+        before, after = op.stack_before, op.stack_after
+        pushes = len([x for x in after if x is not mark])
+        if mark in before:
+            k = before.index(mark)
+            want = (True, k, len([x for x in before[k + 1 :] if x is not sl]), pushes)
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            assert (before, after) == ([], [])  # read the top, like MEMOIZE
+            want = (False, 1, 0, 1)
+        else:
+            want = (False, len(before), 0, pushes)
+        got = (opscan._MARKED[code], opscan._NPOP[code], opscan._ABOVE[code], opscan._NPUSH[code])
+        assert got == want, op.name
+    hashing = {n: opscan._SEM[opscan._OP[n]] for n in ("SETITEM", "SETITEMS", "DICT")}
+    assert hashing == {"SETITEM": opscan._S_KEY, "SETITEMS": opscan._S_PAIRS, "DICT": 6}
+    assert opscan._SEM[opscan._OP["ADDITEMS"]] == opscan._SEM[opscan._OP["FROZENSET"]]
+
+
+@needs_c
+def test_c_stack_tables_match_python():
+    tables = {"SEM": "_SEM", "MARKED": "_MARKED", "NPOP": "_NPOP", "ABOVE": "_ABOVE"}
+    tables["NPUSH"] = "_NPUSH"
+    for c_name, py_name in tables.items():
+        assert getattr(C, c_name) == bytes(int(x) for x in getattr(opscan, py_name)), c_name
+
+
+def bomb_ops(levels: int = 9, fan: int = 16, text: bool = False) -> bytes:
+    """Push ``t[levels]`` with ``t[0] = (0,)`` and ``t[i] = (t[i-1],) * fan`` (memo ``i``)."""
+    if text:
+        out = b"(I0\ntp0\n0"
+        for i in range(1, levels + 1):
+            out += b"(" + b"g%d\n" % (i - 1) * fan + b"tp%d\n" % i + (b"0" if i < levels else b"")
+        return out
+    out = b"K\x00\x85q\x000"
+    for i in range(1, levels + 1):
+        out += b"(" + (b"h" + bytes([i - 1])) * fan + b"tq" + bytes([i])
+        out += b"0" if i < levels else b""
+    return out
+
+
+B = bomb_ops()
+BIG_INT = b"\x8b" + u32(1 << 20) + b"\x01" * (1 << 20)  # 1 MiB int: weight 1 + 2**17
+HASH_BOMBS = {
+    # the brief's reproducer: 344 bytes
+    "set-additems": b"\x80\x04\x8f(" + B + b"\x90.",
+    "frozenset": b"\x80\x04(" + B + b"\x91.",
+    "setitem-key": b"\x80\x04}" + B + b"Ns.",
+    "setitems-key": b"\x80\x04}(" + B + b"Nu.",
+    "dict-key": b"\x80\x04(" + B + b"Nd.",
+    "dict-key-not-first": b"\x80\x04(K\x01N" + B + b"Nd.",
+    "inside-a-tuple-key": b"\x80\x04}K\x01" + B + b"\x86Ns.",
+    "nested-frozenset": b"\x80\x04((" + B + b"\x85\x91\x91.",
+    "memo-fetched-later": b"\x80\x04" + B + b"0" + b"N0" * 50 + b"\x8f(K\x01h\x09\x90.",
+    "long-binget": b"\x80\x04" + B + b"0(j\x09\x00\x00\x00\x91.",
+    "dup": b"\x80\x04(" + B + b"2\x91.",
+    "memoize": b"\x80\x04" + B + b"\x940(h\x0a\x91.",
+    "text-protocol-0": b"(" + bomb_ops(text=True) + b"I1\nd.",
+    "text-get-odd-spelling": bomb_ops(text=True) + b"0(g 9\nI1\nd.",
+    # a key under the limit (2.1M visits), repeated 25 times: the limit counts the stream
+    "repeated-moderate-key": b"\x80\x04\x8f(" + bomb_ops(5) + b"h\x05" * 24 + b"\x90.",
+}
+# a big int's hash reads every digit, each time a shared tuple reaches it: 16 refs to a 1 MiB
+# int in one tuple, that tuple 16 times in a set: 16 * (1 + 16 * (1 + 2**17)) > 20M
+HASH_BOMBS["big-int-leaves"] = (
+    b"\x80\x04" + BIG_INT + b"q\x00(" + b"h\x00" * 16 + b"tq\x01\x8f(" + b"h\x01" * 16 + b"\x90."
+)
+
+
+@pytest.mark.parametrize("scan", SCANNERS)
+@pytest.mark.parametrize("name", list(HASH_BOMBS))
+def test_hash_bombs_are_refused_by_the_scan(scan, name):
+    data = HASH_BOMBS[name]
+    start = time.perf_counter()
+    with pytest.raises(LimitExceededError) as info:
+        scan(data, DEFAULT_LIMITS)
+    assert time.perf_counter() - start < 1.0
+    exc = info.value
+    assert exc.limit == "max_items" and exc.allowed == DEFAULT_LIMITS.max_items
+    assert exc.actual > exc.allowed
+    assert "hash" in str(exc)
+    same(data)
+    same(data, Limits(max_items=2**70))  # no refusal: the C weights saturate like Python's
+
+
+@pytest.mark.parametrize("name", list(HASH_BOMBS))
+def test_hash_bombs_are_refused_end_to_end(name):
+    for data in (HASH_BOMBS[name], gzip.compress(HASH_BOMBS[name], 1)):
+        start = time.perf_counter()
+        with pytest.raises(LimitExceededError) as info:
+            safeload.loads(data)
+        assert info.value.limit == "max_items", str(info.value)
+        assert time.perf_counter() - start < 2.0
+
+
+def test_the_bomb_weight_is_the_expanded_size():
+    data = b"\x80\x04\x8f(" + bomb_ops(4) + b"\x90."  # t4 expands to 1 + 16 + ... + 16**4 + 16**4
+    want = sum(16**i for i in range(5)) + 16**4
+    assert same(data).hash_visits == want
+    assert isinstance(same(data, Limits(max_items=want)), StreamInfo)  # inclusive
+    err = same(data, Limits(max_items=want - 1))
+    assert err[0] == "LimitExceededError" and err[2:] == ("max_items", want, want - 1)
+    assert "ADDITEMS at offset" in err[1]
+
+
+@pytest.mark.parametrize("scan", SCANNERS)
+def test_hash_visits_of_small_streams(scan):
+    def visits(obj, proto=4):
+        return scan(pickle.dumps(obj, protocol=proto), DEFAULT_LIMITS).hash_visits
+
+    assert visits({"a": 1, "b": 2}) == 2
+    assert visits({(1, 2): 3}) == 3
+    assert visits({(1, (2, 3)): 0}) == 5
+    assert visits(frozenset({(1, 2), "x"})) == 4
+    assert visits({1, 2, 3}) == 3
+    assert visits([(1, 2), (3, 4)]) == 0  # lists hash nothing
+    assert visits({2**100: 1}) == 1 + 13 // 8  # LONG1 of 13 bytes
+    shared = (1, 2, 3)
+    assert visits({(shared, shared): 1}) == 1 + 2 * 4  # a shared tuple counts each time
+    for proto in range(6):
+        # protocols < 4 pickle a set as set([...]) (REDUCE): its items are hashed later
+        want = 5 + 1 + (2 if proto >= 4 else 0)
+        assert visits({(1, (2, 3)): 0, "k": {(4,)}}, proto) == want, proto
+
+
+@pytest.mark.parametrize("scan", SCANNERS)
+def test_stack_errors_are_recorded_not_raised(scan):
+    """Opcodes the unpickler can not execute stop the model; the scan itself still passes (the
+    unpickler reports the corruption, the scanners still name the globals it meets first)."""
+    cases = {  # stream: (stack_error, the C unpickler loads it)
+        b"0N.": (0, False),  # POP on an empty stack
+        b"N(t0.": (-1, True),  # POP after a TUPLE
+        b"N(0.": (-1, True),  # POP drops the empty frame's mark
+        b"t.": (0, False),  # no MARK
+        b"N(N(t\x86\x86.": (6, False),  # TUPLE2 reaching below the mark
+        b"N(N\x86.": (3, False),
+        b"]N(Na.": (4, False),  # APPEND below the mark
+        b"N(}N\x85Ns.": (-1, True),
+        b"}(NNN\x85u.": (6, False),  # odd number of items
+        b"(Nd.": (2, False),
+        b"h\x00.": (0, False),  # a memo entry never stored
+        b"Nq\x01h\x00.": (3, False),
+        b"Nq\x01h\x01g1\n.": (-1, True),
+        b"Nq\x01g 0\n.": (-1, False),  # an odd spelling fetches *some* entry (or fails)
+        b"(q\x00.": (1, False),  # BINPUT on an empty frame
+        b"(.": (1, False),  # STOP on an empty frame
+        b"N(N2\x86\x86.": (5, False),
+        b"(N(N\x90.": (-1, False),  # ADDITEMS on None: not a stack error
+        b"(Nl(o.": (4, False),  # OBJ needs a class
+        b"(o.": (1, False),
+        b"N\x94\x94h\x01.": (-1, True),  # MEMOIZE numbers the entries 0, 1
+        b"Nq\x01\x94\x94h\x02.": (5, False),  # ... after a 1: 1 (again), then 1
+        b"Nq\x01\x94h\x02.": (4, False),
+    }
+    for data, (err, loads) in cases.items():
+        info = scan(data, DEFAULT_LIMITS)
+        assert info.stack_error == err, data
+        assert same(data) == info
+        assert _c_loads(data) is loads, data
+
+
+def test_no_hash_check_past_a_stack_error():
+    """After the unpickler's failure point nothing runs, so a bomb there costs nothing; the
+    refusal is the unpickler's (bounded: it stops at the bad opcode)."""
+    data = b"\x80\x040" + HASH_BOMBS["set-additems"][2:]
+    info = same(data)
+    assert info.stack_error == 2 and info.hash_visits == 0
+    start = time.perf_counter()
+    with pytest.raises(FormatError, match="underflow"):
+        safeload.loads(data)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_every_legacy_pickle_scans_cleanly():
+    files = sorted(corpus_or_skip(CORPUS / "legacy").glob("*/*.pkl"))
+    assert len(files) > 100
+    for path in files:
+        info = scan_opcodes(path.read_bytes(), DEFAULT_LIMITS)
+        assert info.stack_error == -1 and info.hash_visits < 10_000, path
+
+
+# Random streams of whole opcodes, checked against the C unpickler itself.
+
+_MODEL_TOKENS = [
+    b"N", b"K\x01", b"K\x07", b")", b"]", b"}", b"\x8f", b"\x8c\x01a", b"C\x01b", b"\x88",
+    b"(", b"(", b"(", b"0", b"1", b"2", b"t", b"\x85", b"\x86", b"\x87", b"l", b"d", b"\x91",
+    b"a", b"e", b"s", b"u", b"\x90", b"\x94", b"cm\nAny\n", b"R", b"b", b"\x81", b"\x92",
+    b"\x8c\x01m\x8c\x01n\x93", b"\x93", b"im\nAny\n", b"o", b"Q", b"Pid\n", b"I12\n",
+    b"\x8a\x02\x01\x01",
+]  # fmt: skip
+
+
+def _memo_token(r, nops: int, odd_gets: bool) -> bytes:
+    i = r.randrange(0, 6)
+    choices = [
+        b"q" + bytes([i]),
+        b"h" + bytes([i]),
+        b"j" + u32(i),
+        b"r" + u32(min(i, nops)),
+        b"p%d\n" % min(i, nops),
+        b"g%d\n" % i,
+        b"g0%d\n" % i,
+    ]
+    if odd_gets:
+        choices += [b"g %d\n" % i, b"g+%d\n" % i]
+    return r.choice(choices)
+
+
+class _Any:
+    """Stands for every global: callable, instantiable, settable, appendable."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _Any()
+
+    def __setstate__(self, state):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+    def add(self, item):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+
+class _AnyUnpickler(pickle.Unpickler):  # the C unpickler
+    def find_class(self, module, name):
+        return _Any
+
+    def persistent_load(self, pid):
+        return _Any()
+
+
+class _CountingUnpickler(pickle._Unpickler):
+    """The Python unpickler, counting the objects its hashes visit (tuples expanded)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    visits = 0
+    find_class = _AnyUnpickler.find_class
+    persistent_load = _AnyUnpickler.persistent_load
+
+    def _count(self, items):
+        def weight(x):
+            return 1 + sum(weight(y) for y in x) if type(x) is tuple else 1
+
+        self.visits += sum(weight(x) for x in items)
+
+    def _wrap(code, keys):  # noqa: N805
+        base = pickle._Unpickler.dispatch[code]
+
+        def load(self):
+            self._count(keys(self.stack))
+            base(self)
+
+        return load
+
+    for _code, _keys in (
+        (pickle.SETITEM[0], lambda st: st[-2:-1]),
+        (pickle.SETITEMS[0], lambda st: st[0::2]),
+        (pickle.DICT[0], lambda st: st[0::2]),
+        (pickle.ADDITEMS[0], lambda st: st),
+        (pickle.FROZENSET[0], lambda st: st),
+    ):
+        dispatch[_code] = _wrap(_code, _keys)
+    del _wrap, _code, _keys
+
+
+def _c_loads(data: bytes) -> bool:
+    try:
+        _AnyUnpickler(io.BytesIO(data)).load()
+    except Exception:  # noqa: BLE001 - any failure of the real unpickler
+        return False
+    return True
+
+
+def _random_streams(seed: int, count: int, odd_gets: bool = True):
+    """Opcode sequences that the C unpickler mostly accepts (a token is kept when the prefix
+    still loads, or 1 time in 50 regardless), so the model is exercised deep into streams."""
+    r = __import__("random").Random(seed)
+    for _ in range(count):
+        toks, prefix = [], b""
+        for k in range(r.randrange(1, 50)):
+            for _attempt in range(30):
+                t = _memo_token(r, k, odd_gets) if r.random() < 0.3 else r.choice(_MODEL_TOKENS)
+                if _c_loads(prefix + t + b"N.") or r.random() < 0.02:
+                    break
+            toks.append(t)
+            prefix += t
+        yield toks
+
+
+def _failing_prefix(toks: list[bytes], info: StreamInfo) -> bytes:
+    """The stream up to and including the opcode at ``info.stack_error``, then ``N.``."""
+    off = 0
+    for t in toks:
+        off += len(t)
+        if off > info.stack_error:
+            return b"".join(toks)[:off] + b"N."
+    return b"".join(toks) + b"."  # STOP itself
+
+
+def test_stack_model_against_the_unpicklers():
+    """On random opcode sequences: where the model stops, the C unpickler fails at that opcode
+    or before (so nothing after it can hash); where it runs to the end and both unpicklers
+    load the stream, its hash total is exactly what the Python unpickler's hashes visit."""
+    dead = exact = 0
+    for seed in range(3):
+        for toks in _random_streams(seed, 300, odd_gets=seed == 2):
+            data = b"".join(toks) + b"."
+            try:
+                info = same(data, Limits(max_items=2**70))
+            except AssertionError:
+                raise
+            if not isinstance(info, StreamInfo):
+                continue
+            if info.stack_error >= 0:
+                dead += 1
+                assert not _c_loads(_failing_prefix(toks, info)), data
+            elif _c_loads(data):
+                counting = _CountingUnpickler(io.BytesIO(data))
+                try:
+                    counting.load()
+                except Exception:  # noqa: BLE001 - e.g. ADDITEMS of nothing on a non-set
+                    continue  # (the C unpickler skips it, the Python one looks up .add)
+                if seed == 2:  # odd GET spellings: the heaviest memo entry, an upper bound
+                    assert info.hash_visits >= counting.visits, data
+                else:
+                    assert info.hash_visits == counting.visits, data
+                    exact += 1
+    assert dead > 100 and exact > 200
+
+
+_OTHER_PYTHONS = sorted(
+    str(p)
+    for p in Path.home().glob(".pyenv/versions/3.1[0-9]*/bin/python3")
+    if p.resolve() != Path(os.path.realpath(__import__("sys").executable))
+)
+_CHILD = """
+import io, pickle, sys
+class Any:
+    def __new__(cls, *a, **k): return object.__new__(cls)
+    def __init__(self, *a, **k): pass
+    def __call__(self, *a, **k): return Any()
+    def __setstate__(self, s): pass
+    def append(self, x): pass
+    def extend(self, x): pass
+    def add(self, x): pass
+    def __setitem__(self, k, v): pass
+class U(pickle.Unpickler):
+    def find_class(self, m, n): return Any
+    def persistent_load(self, pid): return Any()
+def loads(b):
+    try:
+        U(io.BytesIO(b)).load()
+        return True
+    except Exception:
+        return False
+sys.stdout.buffer.write(pickle.dumps([loads(b) for b in pickle.load(sys.stdin.buffer)], 2))
+"""
+
+
+@pytest.mark.skipif(not _OTHER_PYTHONS, reason="no other CPython installed (pyenv)")
+def test_stack_model_is_sound_for_other_cpythons():
+    """The underflow rules are those of every supported CPython's ``_pickle.c``: where the model
+    stops, each interpreter's C unpickler fails too."""
+    probes = []
+    for toks in _random_streams(7, 400):
+        data = b"".join(toks) + b"."
+        info = same(data, Limits(max_items=2**70))
+        if isinstance(info, StreamInfo) and info.stack_error >= 0:
+            probes.append(_failing_prefix(toks, info))
+    assert len(probes) > 50
+    for python in _OTHER_PYTHONS:
+        out = subprocess.run(
+            [python, "-c", _CHILD], input=pickle.dumps(probes, 2), capture_output=True, check=True
+        )
+        loaded = pickle.loads(out.stdout)
+        assert not any(loaded), (
+            python,
+            [p for p, ok in zip(probes, loaded, strict=True) if ok][:3],
+        )
+
+
+@st.composite
+def op_streams(draw):
+    """Whole opcodes in any order (mostly inconsistent stacks): both scanners must agree."""
+    toks = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(_MODEL_TOKENS),
+                st.builds(
+                    lambda i, k: (
+                        [b"q", b"h", b"g", b"p"][k] + (bytes([i]) if k < 2 else b"%d\n" % i)
+                    ),
+                    st.integers(0, 6),
+                    st.integers(0, 3),
+                ),
+                st.sampled_from([b"\x8f(" + bomb_ops(2, 3), b"(" + bomb_ops(3, 4), b"\x80\x04"]),
+            ),
+            max_size=40,
+        )
+    )
+    return b"".join(toks) + draw(st.sampled_from([b".", b"", b".N"]))
+
+
+@needs_c
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=op_streams(),
+    limits=st.sampled_from([DEFAULT_LIMITS, Limits(max_items=0), Limits(max_items=7),
+                            Limits(max_items=60), Limits(max_opcodes=10)]),
+    allow_trailing=st.booleans(),
+)  # fmt: skip
+def test_op_streams_agree(data, limits, allow_trailing):
+    same(data, limits, 0, allow_trailing)

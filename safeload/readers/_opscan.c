@@ -1,11 +1,11 @@
 /*
  * safeload.readers._opscan: the opcode pre-scan of opscan.py at C speed.
  *
- * scan(buffer, start, max_opcodes, max_memo, max_int_bytes, allow_trailing) walks the opcodes
- * of one pickle stream without building anything and returns either
+ * scan(buffer, start, max_opcodes, max_memo, max_int_bytes, max_items, allow_trailing) walks
+ * the opcodes of one pickle stream without building anything and returns either
  *
  *     (0, protocol, end, n_opcodes, globals, exts, persids, buffers, trailing,
- *      max_memo_index, joblib)
+ *      max_memo_index, joblib, stack_error, hash_visits)
  *
  * or, for a stream that must be refused, (error_code, a, b, c).  opscan._error() turns the
  * error tuple into the exception, so messages are defined in Python only.
@@ -13,7 +13,9 @@
  * The reference is opscan._scan_opcodes_py: this file must behave exactly like it for every
  * input (tests/test_opscan.py compares both).  The input is untrusted: every read is checked
  * against the buffer length, lengths are compared without overflow, there is no recursion and
- * allocation grows only with the opcodes actually present.  The GIL is released while scanning.
+ * allocation grows only with the opcodes actually present (the stack model: at most two values
+ * per opcode; memo indices are bounded by the opcode count or 255).  Weights saturate at 2**62,
+ * so sums of two never overflow.  The GIL is released while scanning.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,7 +28,7 @@ enum { K_INVALID, K_FIXED, K_LEN1, K_LEN4S, K_LEN4U, K_LEN8U, K_LINE, K_LINE2 };
 /* Error codes; same numbers as _E_* in opscan.py. */
 enum {
     E_OK, E_INVALID_OP, E_NEG_LENGTH, E_PROTO, E_FRAME, E_PAST_END, E_NO_STOP, E_TRAILING,
-    E_BAD_PUT, E_MEMO_NOPS, E_MAX_MEMO, E_MAX_INT, E_MAX_OPS
+    E_BAD_PUT, E_MEMO_NOPS, E_MAX_MEMO, E_MAX_INT, E_MAX_OPS, E_MAX_HASH
 };
 
 /* Opcodes that need more than "skip the argument". */
@@ -34,7 +36,7 @@ enum {
     OP_STOP = '.', OP_PROTO = 0x80, OP_FRAME = 0x95, OP_LONG_BINPUT = 'r', OP_PUT = 'p',
     OP_STACK_GLOBAL = 0x93, OP_EXT1 = 0x82, OP_EXT2 = 0x83, OP_EXT4 = 0x84, OP_PERSID = 'P',
     OP_BINPERSID = 'Q', OP_NEXT_BUFFER = 0x97, OP_READONLY_BUFFER = 0x98, OP_LONG4 = 0x8b,
-    OP_BINUNICODE = 'X', OP_BINSTRING = 'T'
+    OP_BINUNICODE = 'X', OP_BINSTRING = 'T', OP_LONG1 = 0x8a, OP_GET = 'g'
 };
 
 /* The opcode table, transcribed from pickletools.opcodes (a test compares the two). */
@@ -59,6 +61,45 @@ static const struct { unsigned char code, kind, size; } OPCODES[] = {
 };
 
 static unsigned char KIND[256], SIZE[256], SPECIAL[256];
+
+/* The stack model (opscan._StackModel): semantic classes, same numbers as _S_* in opscan.py. */
+enum {
+    S_NONE, S_PUSH, S_NEW, S_KEEP, S_SUM, S_KEY, S_PAIRS, S_ALL, S_POP, S_MARK, S_GET, S_PUT,
+    S_INT
+};
+
+#define W_CAP ((uint64_t)1 << 62)
+
+/* Per opcode: class, pops to a MARK, values popped (below the mark), values the slice must
+ * hold at least, values pushed.  Derived in opscan.py from pickletools' stack_before and
+ * stack_after (a test compares the two). */
+static const struct { unsigned char code, sem, marked, npop, above, npush; } STACK[] = {
+    {'I', S_INT, 0, 0, 0, 1},   {'J', S_PUSH, 0, 0, 0, 1},  {'K', S_PUSH, 0, 0, 0, 1},
+    {'M', S_PUSH, 0, 0, 0, 1},  {'L', S_INT, 0, 0, 0, 1},   {0x8a, S_INT, 0, 0, 0, 1},
+    {0x8b, S_INT, 0, 0, 0, 1},  {'S', S_PUSH, 0, 0, 0, 1},  {'T', S_PUSH, 0, 0, 0, 1},
+    {'U', S_PUSH, 0, 0, 0, 1},  {'B', S_PUSH, 0, 0, 0, 1},  {'C', S_PUSH, 0, 0, 0, 1},
+    {0x8e, S_PUSH, 0, 0, 0, 1}, {0x96, S_PUSH, 0, 0, 0, 1}, {0x97, S_PUSH, 0, 0, 0, 1},
+    {0x98, S_KEEP, 0, 1, 0, 1}, {'N', S_PUSH, 0, 0, 0, 1},  {0x88, S_PUSH, 0, 0, 0, 1},
+    {0x89, S_PUSH, 0, 0, 0, 1}, {'V', S_PUSH, 0, 0, 0, 1},  {0x8c, S_PUSH, 0, 0, 0, 1},
+    {'X', S_PUSH, 0, 0, 0, 1},  {0x8d, S_PUSH, 0, 0, 0, 1}, {'F', S_PUSH, 0, 0, 0, 1},
+    {'G', S_PUSH, 0, 0, 0, 1},  {']', S_PUSH, 0, 0, 0, 1},  {'a', S_KEEP, 0, 2, 0, 1},
+    {'e', S_NEW, 1, 1, 0, 1},   {'l', S_NEW, 1, 0, 0, 1},   {')', S_PUSH, 0, 0, 0, 1},
+    {'t', S_SUM, 1, 0, 0, 1},   {0x85, S_SUM, 0, 1, 0, 1},  {0x86, S_SUM, 0, 2, 0, 1},
+    {0x87, S_SUM, 0, 3, 0, 1},  {'}', S_PUSH, 0, 0, 0, 1},  {'d', S_PAIRS, 1, 0, 0, 1},
+    {'s', S_KEY, 0, 3, 0, 1},   {'u', S_PAIRS, 1, 1, 0, 1}, {0x8f, S_PUSH, 0, 0, 0, 1},
+    {0x90, S_ALL, 1, 1, 0, 1},  {0x91, S_ALL, 1, 0, 0, 1},  {'0', S_POP, 0, 1, 0, 0},
+    {'2', S_KEEP, 0, 1, 0, 2},  {'(', S_MARK, 0, 0, 0, 0},  {'1', S_NEW, 1, 0, 0, 0},
+    {'g', S_GET, 0, 0, 0, 1},   {'h', S_GET, 0, 0, 0, 1},   {'j', S_GET, 0, 0, 0, 1},
+    {'p', S_PUT, 0, 1, 0, 1},   {'q', S_PUT, 0, 1, 0, 1},   {'r', S_PUT, 0, 1, 0, 1},
+    {0x94, S_PUT, 0, 1, 0, 1},  {0x82, S_PUSH, 0, 0, 0, 1}, {0x83, S_PUSH, 0, 0, 0, 1},
+    {0x84, S_PUSH, 0, 0, 0, 1}, {'c', S_PUSH, 0, 0, 0, 1},  {0x93, S_NEW, 0, 2, 0, 1},
+    {'R', S_NEW, 0, 2, 0, 1},   {'b', S_KEEP, 0, 2, 0, 1},  {'i', S_NEW, 1, 0, 0, 1},
+    {'o', S_NEW, 1, 0, 1, 1},   {0x81, S_NEW, 0, 2, 0, 1},  {0x92, S_NEW, 0, 3, 0, 1},
+    {0x80, S_NONE, 0, 0, 0, 0}, {'.', S_NONE, 0, 1, 0, 0},  {0x95, S_NONE, 0, 0, 0, 0},
+    {'P', S_PUSH, 0, 0, 0, 1},  {'Q', S_NEW, 0, 1, 0, 1},
+};
+
+static unsigned char SEM[256], MARKED[256], NPOP[256], ABOVE[256], NPUSH[256];
 
 /* opscan.JOBLIB_MARKERS; their lengths (19, 26, 37, 44) are distinct. */
 static const char *const MARKERS[] = {
@@ -92,7 +133,7 @@ static int vec_push(vec_t *a, uint64_t x)
 typedef struct {
     /* input */
     const unsigned char *d;
-    uint64_t n, start, max_ops, max_memo, max_int;
+    uint64_t n, start, max_ops, max_memo, max_int, max_items;
     int allow_trailing;
     /* output */
     int protocol, joblib, nomem;
@@ -102,6 +143,15 @@ typedef struct {
     int err;            /* E_* */
     uint64_t ev[3];     /* the error's numbers */
     unsigned ev_signed; /* bit i set: ev[i] holds an int64_t */
+    /* the stack model (opscan._StackModel) */
+    vec_t ws;           /* hash weights of the stack's values, bottom first */
+    vec_t marks;        /* positions in ws */
+    uint64_t *memo;     /* weight per memo index; 0: never stored */
+    size_t memo_cap;
+    uint64_t memo_len;  /* memo entries stored (MEMOIZE's index) */
+    uint64_t memo_max;  /* largest weight ever stored */
+    uint64_t hashed;    /* objects visited by the hashes so far (hash_visits) */
+    int64_t stack_error;
 } scan_t;
 
 static void fail(scan_t *s, int code, uint64_t a, uint64_t b, uint64_t c, unsigned sgn)
@@ -204,22 +254,181 @@ static int special(scan_t *s, uint64_t pos, unsigned op, uint64_t nops)
     return 0;
 }
 
+/* ---- the stack model: opscan._StackModel, statement for statement ------------------------ */
+
+static int wpush(scan_t *s, uint64_t w)
+{
+    if (vec_push(&s->ws, w) < 0) {
+        s->nomem = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* min(W_CAP, 1 + sum(w[0:count])) */
+static uint64_t tuple_weight(const uint64_t *w, size_t count)
+{
+    uint64_t t = 1;
+    for (size_t i = 0; i < count; i++) {
+        t += w[i]; /* both <= 2**62: no overflow */
+        if (t > W_CAP)
+            t = W_CAP;
+    }
+    return t;
+}
+
+/* _StackModel._hash over w[0], w[step], ... below w[count]; returns -1 after fail(). */
+static int hash_items(scan_t *s, unsigned op, uint64_t pos, const uint64_t *w, size_t count,
+                      size_t step)
+{
+    uint64_t t = s->hashed;
+    for (size_t i = 0; i < count; i += step) {
+        t += w[i];
+        if (t > W_CAP)
+            t = W_CAP;
+    }
+    s->hashed = t;
+    if (t > s->max_items) {
+        fail(s, E_MAX_HASH, pos, t, op, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* memo[idx] = w (idx < 0: MEMOIZE, at memo_len).  idx <= max(opcodes read, 255): the callers
+ * checked PUT and LONG_BINPUT indices against the opcode count. */
+static int memo_put(scan_t *s, int64_t idx, uint64_t w)
+{
+    uint64_t i = idx < 0 ? s->memo_len : (uint64_t)idx;
+    if (i >= s->memo_cap) {
+        size_t cap = s->memo_cap ? 2 * s->memo_cap : 64;
+        while (cap <= i)
+            cap *= 2;
+        uint64_t *m = PyMem_RawRealloc(s->memo, cap * sizeof *m);
+        if (m == NULL) {
+            s->nomem = 1;
+            return -1;
+        }
+        memset(m + s->memo_cap, 0, (cap - s->memo_cap) * sizeof *m);
+        s->memo = m;
+        s->memo_cap = cap;
+    }
+    if (s->memo[i] == 0)
+        s->memo_len++;
+    s->memo[i] = w;
+    if (w > s->memo_max)
+        s->memo_max = w;
+    return 0;
+}
+
+/* _StackModel.step; returns -1 after fail() or on memory exhaustion. */
+static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg)
+{
+    vec_t *ws = &s->ws, *marks = &s->marks;
+    const unsigned sem = SEM[op];
+    uint64_t w;
+    if (sem == S_PUSH || sem == S_INT)
+        return wpush(s, sem == S_INT ? (uint64_t)arg : 1);
+    if (sem == S_PUT) { /* the common case first (every memoized value) */
+        if (ws->n <= (marks->n ? marks->v[marks->n - 1] : 0)) {
+            s->stack_error = (int64_t)pos; /* stack underflow */
+            return 0;
+        }
+        return memo_put(s, arg, ws->v[ws->n - 1]);
+    }
+    if (sem == S_MARK) {
+        if (vec_push(marks, ws->n) < 0) {
+            s->nomem = 1;
+            return -1;
+        }
+        return 0;
+    }
+    if (sem == S_POP && marks->n && marks->v[marks->n - 1] == ws->n) {
+        marks->n--;
+        return 0;
+    }
+    if (MARKED[op]) {
+        if (marks->n == 0) {
+            s->stack_error = (int64_t)pos; /* could not find MARK */
+            return 0;
+        }
+        const uint64_t i = marks->v[--marks->n];
+        const uint64_t fence = marks->n ? marks->v[marks->n - 1] : 0;
+        const uint64_t below = NPOP[op];
+        if (i > ws->n || i < fence + below || ws->n - i < ABOVE[op]) {
+            s->stack_error = (int64_t)pos; /* stack underflow */
+            return 0;
+        }
+        const uint64_t *items = ws->v + i;
+        const size_t count = (size_t)(ws->n - i);
+        if (sem == S_PAIRS) {
+            if (count % 2) {
+                s->stack_error = (int64_t)pos; /* odd number of items */
+                return 0;
+            }
+            if (hash_items(s, op, pos, items, count, 2) < 0)
+                return -1;
+        }
+        else if (sem == S_ALL && hash_items(s, op, pos, items, count, 1) < 0)
+            return -1;
+        w = sem == S_SUM ? tuple_weight(items, count) : 1;
+        ws->n = (size_t)i;
+        if (NPUSH[op] > below)
+            return wpush(s, w);
+        return 0;
+    }
+    const uint64_t npop = NPOP[op];
+    const uint64_t fence = marks->n ? marks->v[marks->n - 1] : 0;
+    if (ws->n < fence + npop) {
+        s->stack_error = (int64_t)pos; /* stack underflow */
+        return 0;
+    }
+    if (npop) {
+        const uint64_t *popped = ws->v + ws->n - npop;
+        w = sem == S_SUM ? tuple_weight(popped, (size_t)npop) : sem == S_NEW ? 1 : popped[0];
+        if (sem == S_KEY && hash_items(s, op, pos, popped + 1, 1, 1) < 0)
+            return -1;
+        ws->n -= (size_t)npop;
+    }
+    else if (sem == S_GET) {
+        if (arg < 0)
+            w = s->memo_max > 1 ? s->memo_max : 1;
+        else if ((uint64_t)arg >= s->memo_cap || s->memo[arg] == 0) {
+            s->stack_error = (int64_t)pos; /* Memo value not found */
+            return 0;
+        }
+        else
+            w = s->memo[arg];
+    }
+    else
+        w = 1;
+    for (unsigned k = 0; k < NPUSH[op]; k++)
+        if (wpush(s, w) < 0)
+            return -1;
+    return 0;
+}
+
 /* The loop of opscan._scan_opcodes_py, statement for statement.  Runs without the GIL. */
 static void scan_stream(scan_t *s)
 {
     const unsigned char *d = s->d;
     const uint64_t n = s->n;
-    uint64_t pos = s->start, nops = 0;
+    uint64_t pos = s->start, nops = 0, nxt;
     uint64_t past_hi = 0; /* an 8-byte length that ran past the end (Python adds it to pos) */
     int stopped = 0;
 
     while (pos < n) {
         const unsigned op = d[pos];
         const unsigned kind = KIND[op];
+        int64_t arg = 0;
         nops++;
         if (kind == K_FIXED) {
             if (SPECIAL[op]) {
                 if (op == OP_STOP) {
+                    /* STOP pops the result: an empty frame is an underflow too */
+                    if (s->stack_error < 0 &&
+                        s->ws.n <= (s->marks.n ? s->marks.v[s->marks.n - 1] : 0))
+                        s->stack_error = (int64_t)pos;
                     pos += 1;
                     stopped = 1;
                     break;
@@ -227,7 +436,26 @@ static void scan_stream(scan_t *s)
                 if (special(s, pos, op, nops) < 0)
                     return;
             }
-            pos += 1 + SIZE[op];
+            nxt = pos + 1 + SIZE[op];
+            /* the model follows complete opcodes only (a truncated one ends the stream) */
+            if (s->stack_error < 0 && nxt <= n) {
+                const unsigned sem = SEM[op];
+                if (sem == S_PUSH) {
+                    if (wpush(s, 1) < 0)
+                        return;
+                }
+                else {
+                    if (sem == S_GET || sem == S_PUT) {
+                        uint64_t u = 0;
+                        if (SIZE[op])
+                            read_le(s, pos + 1, SIZE[op], 0, &u);
+                        arg = SIZE[op] ? (int64_t)u : -1; /* u < 2**32 */
+                    }
+                    if (model_step(s, op, pos, arg) < 0)
+                        return;
+                }
+            }
+            pos = nxt;
             continue;
         }
         if (kind == K_LEN1) {
@@ -236,7 +464,14 @@ static void scan_stream(scan_t *s)
             uint64_t len = d[pos + 1];
             if (is_marker(s, pos + 2, len))
                 goto joblib;
-            pos += 2 + len;
+            if (op == OP_LONG1) {
+                if (len > s->max_int) {
+                    fail(s, E_MAX_INT, pos, len, op, 0);
+                    return;
+                }
+                arg = 1 + (int64_t)(len >> 3);
+            }
+            nxt = pos + 2 + len;
         }
         else if (kind == K_LEN4U || kind == K_LEN4S) {
             int64_t len = read_le(s, pos + 1, 4, kind == K_LEN4S, NULL);
@@ -246,24 +481,25 @@ static void scan_stream(scan_t *s)
             }
             if (op == OP_LONG4) {
                 if ((uint64_t)len > s->max_int) {
-                    fail(s, E_MAX_INT, pos, (uint64_t)len, 0, 0);
+                    fail(s, E_MAX_INT, pos, (uint64_t)len, op, 0);
                     return;
                 }
+                arg = 1 + (len >> 3);
             }
             else if ((op == OP_BINUNICODE || op == OP_BINSTRING) &&
                      is_marker(s, pos + 5, (uint64_t)len))
                 goto joblib;
-            pos += 5 + (uint64_t)len; /* len < 2**32: no overflow */
+            nxt = pos + 5 + (uint64_t)len; /* len < 2**32: no overflow */
         }
         else if (kind == K_LEN8U) {
             uint64_t len;
             read_le(s, pos + 1, 8, 0, &len);
             if (len > n - pos) { /* certainly past the end; keep the sum in two parts */
                 past_hi = len;
-                pos += 9;
+                nxt = pos + 9;
             }
             else
-                pos += 9 + len;
+                nxt = pos + 9 + len;
         }
         else if (kind == K_LINE || kind == K_LINE2) {
             const unsigned char *nl = memchr(d + pos + 1, '\n', n - pos - 1);
@@ -284,33 +520,43 @@ static void scan_stream(scan_t *s)
                 }
                 end = (uint64_t)(nl - d);
             }
-            else if (op == OP_PUT) {
+            else if (op == OP_PUT || op == OP_GET) {
                 /* 1 to 19 ASCII digits (fits in 64 bits), like _scan_opcodes_py */
                 uint64_t ndig = end - pos - 1, index = 0;
-                if (ndig == 0 || ndig > 19) {
-                    fail(s, E_BAD_PUT, pos, end, 0, 0);
-                    return;
+                int digits = ndig > 0 && ndig <= 19;
+                for (uint64_t i = pos + 1; digits && i < end; i++) {
+                    if (d[i] < '0' || d[i] > '9')
+                        digits = 0;
+                    else
+                        index = 10 * index + (d[i] - '0');
                 }
-                for (uint64_t i = pos + 1; i < end; i++) {
-                    if (d[i] < '0' || d[i] > '9') {
+                if (op == OP_PUT) {
+                    if (!digits) {
                         fail(s, E_BAD_PUT, pos, end, 0, 0);
                         return;
                     }
-                    index = 10 * index + (d[i] - '0');
+                    if (check_memo(s, index, pos, nops) < 0)
+                        return;
+                    arg = (int64_t)index; /* index <= nops */
                 }
-                if (check_memo(s, index, pos, nops) < 0)
-                    return;
+                else /* GET: other spellings fetch *some* entry: -1, the heaviest */
+                    arg = !digits ? -1 : index > INT64_MAX ? INT64_MAX : (int64_t)index;
             }
             else if (op == OP_PERSID) {
                 if (push(s, &s->persids, pos) < 0)
                     return;
             }
-            pos = end + 1;
+            else if (SEM[op] == S_INT)
+                arg = 1 + (int64_t)((end - pos - 1) >> 4);
+            nxt = end + 1;
         }
         else {
             fail(s, E_INVALID_OP, pos, op, 0, 0);
             return;
         }
+        if (s->stack_error < 0 && !past_hi && nxt <= n && model_step(s, op, pos, arg) < 0)
+            return;
+        pos = nxt;
         if (nops > s->max_ops) {
             fail(s, E_MAX_OPS, nops, 0, 0, 0);
             return;
@@ -381,10 +627,11 @@ static PyObject *build_result(const scan_t *s)
     PyObject *g = to_list(&s->globals), *e = to_list(&s->exts);
     PyObject *p = to_list(&s->persids), *b = to_list(&s->buffers), *res = NULL;
     if (g && e && p && b)
-        res = Py_BuildValue("(iiKKOOOOKLO)", 0, s->protocol, (unsigned long long)s->end,
+        res = Py_BuildValue("(iiKKOOOOKLOLK)", 0, s->protocol, (unsigned long long)s->end,
                             (unsigned long long)s->nops, g, e, p, b,
                             (unsigned long long)s->trailing, (long long)s->max_memo_index,
-                            s->joblib ? Py_True : Py_False);
+                            s->joblib ? Py_True : Py_False, (long long)s->stack_error,
+                            (unsigned long long)s->hashed);
     Py_XDECREF(g);
     Py_XDECREF(e);
     Py_XDECREF(p);
@@ -396,10 +643,10 @@ static PyObject *opscan_scan(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *obj;
     Py_ssize_t start;
-    unsigned long long max_ops, max_memo, max_int;
+    unsigned long long max_ops, max_memo, max_int, max_items;
     int allow_trailing;
-    if (!PyArg_ParseTuple(args, "OnKKKp:scan", &obj, &start, &max_ops, &max_memo, &max_int,
-                          &allow_trailing))
+    if (!PyArg_ParseTuple(args, "OnKKKKp:scan", &obj, &start, &max_ops, &max_memo, &max_int,
+                          &max_items, &allow_trailing))
         return NULL;
     if (start < 0) {
         PyErr_SetString(PyExc_ValueError, "start must be >= 0");
@@ -417,8 +664,10 @@ static PyObject *opscan_scan(PyObject *Py_UNUSED(module), PyObject *args)
     s.max_ops = max_ops;
     s.max_memo = max_memo;
     s.max_int = max_int;
+    s.max_items = max_items;
     s.allow_trailing = allow_trailing;
     s.max_memo_index = -1;
+    s.stack_error = -1;
 
     Py_BEGIN_ALLOW_THREADS
     scan_stream(&s);
@@ -430,12 +679,16 @@ static PyObject *opscan_scan(PyObject *Py_UNUSED(module), PyObject *args)
     PyMem_RawFree(s.exts.v);
     PyMem_RawFree(s.persids.v);
     PyMem_RawFree(s.buffers.v);
+    PyMem_RawFree(s.ws.v);
+    PyMem_RawFree(s.marks.v);
+    PyMem_RawFree(s.memo);
     return res;
 }
 
 static PyMethodDef methods[] = {
     {"scan", opscan_scan, METH_VARARGS,
-     "scan(buffer, start, max_opcodes, max_memo, max_int_bytes, allow_trailing) -> tuple\n\n"
+     "scan(buffer, start, max_opcodes, max_memo, max_int_bytes, max_items, allow_trailing)"
+     " -> tuple\n\n"
      "The opcode pre-scan of safeload.readers.opscan; use opscan.scan_opcodes()."},
     {NULL, NULL, 0, NULL},
 };
@@ -467,6 +720,14 @@ PyMODINIT_FUNC PyInit__opscan(void)
     };
     for (size_t i = 0; i < sizeof special_ops; i++)
         SPECIAL[special_ops[i]] = 1;
+    for (size_t i = 0; i < sizeof STACK / sizeof STACK[0]; i++) {
+        const unsigned c = STACK[i].code;
+        SEM[c] = STACK[i].sem;
+        MARKED[c] = STACK[i].marked;
+        NPOP[c] = STACK[i].npop;
+        ABOVE[c] = STACK[i].above;
+        NPUSH[c] = STACK[i].npush;
+    }
 
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -483,7 +744,12 @@ PyMODINIT_FUNC PyInit__opscan(void)
     if (add(m, "JOBLIB_MARKERS", markers) < 0 ||
         add(m, "KINDS", PyBytes_FromStringAndSize((char *)KIND, 256)) < 0 ||
         add(m, "SIZES", PyBytes_FromStringAndSize((char *)SIZE, 256)) < 0 ||
-        add(m, "SPECIAL", PyBytes_FromStringAndSize((char *)SPECIAL, 256)) < 0)
+        add(m, "SPECIAL", PyBytes_FromStringAndSize((char *)SPECIAL, 256)) < 0 ||
+        add(m, "SEM", PyBytes_FromStringAndSize((char *)SEM, 256)) < 0 ||
+        add(m, "MARKED", PyBytes_FromStringAndSize((char *)MARKED, 256)) < 0 ||
+        add(m, "NPOP", PyBytes_FromStringAndSize((char *)NPOP, 256)) < 0 ||
+        add(m, "ABOVE", PyBytes_FromStringAndSize((char *)ABOVE, 256)) < 0 ||
+        add(m, "NPUSH", PyBytes_FromStringAndSize((char *)NPUSH, 256)) < 0)
         goto error;
     return m;
 error:

@@ -17,6 +17,17 @@ of :mod:`safeload.graph` and one changed opcode:
   ``allow_pickle``); the file name must be a plain name in the same folder.
 * ``EXT1/2/4`` are refused; persistent ids are recorded as forbidden.
 
+No opcode pre-scan runs on these streams (they are read as they decompress), so the reader
+enforces what :func:`~safeload.readers.opscan.scan_opcodes` enforces for raw pickles:
+``max_opcodes`` (counted in :meth:`_JoblibUnpickler.load`), ``max_memo`` (same rule for
+``PUT``/``LONG_BINPUT``), ``max_int_bytes`` (``LONG1``/``LONG4``), and the hash-bomb budget:
+the keys and items that ``SETITEM(S)``, ``DICT``, ``ADDITEMS`` and ``FROZENSET`` hash are
+weighed first (a tuple visits ``1 + its items' weights`` objects, shared tuples each time) and
+their total may not exceed ``max_items``.  Declared lengths (``BINBYTES8``, ``BINUNICODE8``,
+``BYTEARRAY8``) are compared with what the frame or the bounded reader can still produce before
+anything is allocated or buffered (``pickle._Unpickler`` zero-fills a ``BYTEARRAY8``'s declared
+size first).
+
 The same reader handles gzip/bz2/xz/lzma/zlib/lz4-compressed plain pickles, which are just
 pickle streams without wrappers.
 """
@@ -26,18 +37,32 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import struct
 from typing import IO, Any
 
 import numpy as np
 
+from .._dtypestate import dtype_state_problem
 from .._text import describe
 from ..errors import FormatError, LimitExceededError, SafeloadError
 from ..graph import ATOMIC_TYPES, OP_BUILD, Call, New, ParseContext
 from ..limits import Limits
-from .npy import read_npy_file
+from .compression import _CHUNK
+from .npy import read_npy_file, read_npy_header
+from .opscan import _MAX_PUT_DIGITS, _W_CAP, OPCODE_NAMES
 from .pickle_reader import ParsedStream, _Forbidden, _inert_hooks
 
-__all__ = ["parse_joblib", "JOBLIB_MODULES"]
+__all__ = ["parse_joblib", "JOBLIB_MODULES", "SkippedArray", "SCAN_KEEP_BYTES"]
+
+#: In the scanner's mode (``materialize=False``) arrays up to this size are still read, so that
+#: the static checks can look at small arguments (a tree's ``n_classes``); larger ones are
+#: stepped over and stand in as an empty :class:`SkippedArray`.
+SCAN_KEEP_BYTES = 1 << 16
+
+
+class SkippedArray(np.ndarray):
+    """Empty stand-in for an array whose raw bytes the scanner stepped over (never built)."""
+
 
 #: Module spellings of joblib's pickling helpers (joblib itself, and the copy vendored as
 #: ``sklearn.externals.joblib`` in scikit-learn 0.20–0.22).
@@ -76,6 +101,7 @@ class _JoblibUnpickler(_Base):
         limits: Limits,
         dirname: str | None,
         depth: int = 0,
+        materialize: bool = True,
     ):
         super().__init__(file, encoding="latin1")
         self._safeload_context = context
@@ -85,6 +111,14 @@ class _JoblibUnpickler(_Base):
         self._depth = depth
         self._dtype_cache: dict[int, tuple[Any, Any]] = {}
         self.array_bytes = 0
+        #: False for the scanner: raw array bytes are checked and stepped over, not kept
+        self._materialize = materialize
+        self._frame_start = 0
+        self._nops = 0  # opcodes read so far (``load``)
+        #: hash weight per tuple (by id, with the tuple kept alive) and the visits counted so
+        #: far, shared with the nested streams of object arrays: one budget per file
+        self._weights: dict[int, tuple[int, tuple]] = {}
+        self._hashed = [0]
 
     # -- BUILD -------------------------------------------------------------------------------
     def load_build(self) -> None:
@@ -126,6 +160,302 @@ class _JoblibUnpickler(_Base):
     dispatch[pickle.EXT2[0]] = _ext(2)
     dispatch[pickle.EXT4[0]] = _ext(4)
     del _ext
+
+    # -- stream limits (the raw-pickle reader's pre-scan enforces the same ones) -------------
+    def load(self) -> Any:
+        """``pickle._Unpickler.load`` plus the opcode count of ``max_opcodes``."""
+        self._unframer = pickle._Unframer(self._file_read, self._file_readline)
+        self.read = self._unframer.read
+        self.readinto = self._unframer.readinto
+        self.readline = self._unframer.readline
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        read = self.read
+        dispatch = self.dispatch
+        max_ops = self._safeload_limits.max_opcodes
+        nops = 0
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise EOFError
+                nops += 1
+                if nops > max_ops:
+                    raise LimitExceededError("max_opcodes", nops, max_ops, "pickle opcodes")
+                self._nops = nops
+                dispatch[key[0]](self)
+        except pickle._Stop as stopinst:
+            return stopinst.value
+
+    def _check_memo(self, index: int) -> None:
+        """The pre-scan's rule (``opscan._check_memo``) for ``PUT`` and ``LONG_BINPUT``."""
+        limits = self._safeload_limits
+        if index > self._nops:
+            raise LimitExceededError(
+                "max_memo",
+                index,
+                self._nops,
+                f"memo index larger than the {self._nops} opcodes read so far; a pickler "
+                "numbers its memo 0, 1, 2, ... (CVE-2018-20406 memo resize)",
+            )
+        limits.check("max_memo", index, "memo index")
+
+    def _load_put(self) -> None:
+        line = self.readline()
+        digits = line[:-1]
+        if not (line[-1:] == b"\n" and 0 < len(digits) <= _MAX_PUT_DIGITS and digits.isdigit()):
+            raise FormatError(
+                f"invalid PUT memo index {bytes(digits[:40])!r}: expected 1 to "
+                f"{_MAX_PUT_DIGITS} ASCII digits"
+            )
+        index = int(digits)
+        self._check_memo(index)
+        self.memo[index] = self.stack[-1]
+
+    def _load_long_binput(self) -> None:
+        (index,) = struct.unpack("<I", self.read(4))
+        self._check_memo(index)
+        self.memo[index] = self.stack[-1]
+
+    def _long(size: int):  # noqa: N805 - builds LONG1 and LONG4
+        fmt = "<B" if size == 1 else "<i"
+
+        def load_long(self) -> None:
+            (n,) = struct.unpack(fmt, self.read(size))
+            if n < 0:
+                raise FormatError(f"negative length {n} for LONG{size}")
+            self._safeload_limits.check("max_int_bytes", n, f"LONG{size}")
+            data = self.read(n)
+            if len(data) != n:
+                raise FormatError(f"truncated pickle stream: LONG{size} declares {n} bytes")
+            self.append(pickle.decode_long(data))
+
+        return load_long
+
+    dispatch[pickle.PUT[0]] = _load_put
+    dispatch[pickle.LONG_BINPUT[0]] = _load_long_binput
+    dispatch[pickle.LONG1[0]] = _long(1)
+    dispatch[pickle.LONG4[0]] = _long(4)
+    del _long
+
+    # -- declared lengths: checked before anything is allocated or buffered ----------------
+    def _declared(self, length: int, what: str) -> None:
+        """Refuse a length prefix that the stream can not satisfy, before reading it.
+
+        Inside a frame the frame must hold it (FormatError).  Otherwise a length beyond what
+        the bounded reader may still produce is refused after reading at most one chunk (then
+        dropped): the stream ended first (FormatError, truncated) or it goes on past the limit
+        (LimitExceededError).
+        """
+        frame = self._unframer.current_frame
+        if frame is not None:
+            with frame.getbuffer() as buf:
+                left = buf.nbytes - frame.tell()
+            if left:
+                if length > left:
+                    raise FormatError(
+                        f"truncated pickle stream: {what} declares {length} bytes, its frame "
+                        f"holds {left}"
+                    )
+                return
+        remaining = getattr(self._file, "remaining", None)
+        if remaining is None:
+            return
+        budget = remaining()
+        if length <= budget:
+            return
+        consumed = self._file.consumed
+        probe = min(length, _CHUNK)
+        got = len(self._file.read(probe))  # may itself exceed the limit
+        if got < probe:
+            raise FormatError(
+                f"truncated pickle stream: {what} declares {length} bytes, {got} present"
+            )
+        raise LimitExceededError(
+            self._file.limit_name,
+            consumed + length,
+            consumed + budget,
+            f"{what} declares {length} bytes",
+        )
+
+    def _read_declared(self, length: int, what: str) -> bytes:
+        self._declared(length, what)
+        data = self.read(length)  # the bounded reader reads in chunks
+        if len(data) != length:
+            raise FormatError(
+                f"truncated pickle stream: {what} declares {length} bytes, {len(data)} present"
+            )
+        return data
+
+    def _load_binbytes8_declared(self) -> None:
+        (length,) = struct.unpack("<Q", self.read(8))
+        self.append(self._read_declared(length, "BINBYTES8"))
+
+    def _load_binunicode8_declared(self) -> None:
+        (length,) = struct.unpack("<Q", self.read(8))
+        self.append(str(self._read_declared(length, "BINUNICODE8"), "utf-8", "surrogatepass"))
+
+    def _load_bytearray8_declared(self) -> None:
+        # pickle._Unpickler zero-fills bytearray(length) first: never allocate a declared size
+        (length,) = struct.unpack("<Q", self.read(8))
+        self._declared(length, "BYTEARRAY8")
+        out = bytearray()
+        while len(out) < length:
+            chunk = self.read(min(length - len(out), _CHUNK))
+            if not chunk:
+                raise FormatError(
+                    f"truncated pickle stream: BYTEARRAY8 declares {length} bytes, "
+                    f"{len(out)} present"
+                )
+            out += chunk
+        self.append(out)
+
+    dispatch[pickle.BINBYTES8[0]] = _load_binbytes8_declared
+    dispatch[pickle.BINUNICODE8[0]] = _load_binunicode8_declared
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8_declared
+
+    # -- hashing opcodes: bounded work (hash bombs) -----------------------------------------
+    def _tuple_weight(self, obj: tuple) -> int:
+        """Objects a hash of ``obj`` visits: ``1 + the items' weights``, saturating.
+
+        Tuple hashes are not cached, so a tuple holding the previous one 16 times, 9 levels
+        deep (a few hundred bytes through the memo) costs 16**9 visits per hash.  Memoized by
+        identity for the whole parse (the entries keep their tuples alive) and iterative; a
+        short flat tuple is weighed directly (at most 16 steps each time it is reached).
+        """
+        if len(obj) <= 16:  # a short flat tuple (most tuple keys): at most 16 steps, no memo
+            w = 1
+            for x in obj:
+                tp = type(x)
+                if tp is tuple:
+                    break
+                w += 1 + x.bit_length() // 64 if tp is int else 1
+            else:
+                return w
+        memo = self._weights
+        hit = memo.get(id(obj))
+        if hit is not None:
+            return hit[0]
+        todo = [obj]
+        while todo:
+            t = todo[-1]
+            if id(t) in memo:
+                todo.pop()
+                continue
+            pending = [x for x in t if type(x) is tuple and id(x) not in memo]
+            if pending:  # tuples are built bottom-up: no cycle through tuples alone
+                todo.extend(pending)
+                continue
+            w = 1
+            for x in t:
+                tp = type(x)
+                if tp is tuple:
+                    w += memo[id(x)][0]
+                elif tp is int:
+                    w += 1 + x.bit_length() // 64
+                else:
+                    w += 1
+            memo[id(t)] = (min(w, _W_CAP), t)
+            todo.pop()
+        return memo[id(obj)][0]
+
+    def _hashing(self, items: list, code: int) -> None:
+        """Count the hash visits of ``items`` against ``max_items`` (the whole file's budget,
+        as in the raw reader's pre-scan: a key repeated many times counts each time)."""
+        total = self._hashed[0]
+        for x in items:
+            tp = type(x)
+            if tp is tuple:
+                total += self._tuple_weight(x)
+            elif tp is int:
+                total += 1 + x.bit_length() // 64
+            else:
+                total += 1
+        total = min(total, _W_CAP)
+        self._hashed[0] = total
+        limit = self._safeload_limits.max_items
+        if total > limit:
+            raise LimitExceededError(
+                "max_items",
+                total,
+                limit,
+                f"hashing the keys or set items of {OPCODE_NAMES[code]}: a tuple's hash "
+                "visits every item, a shared tuple each time it is reached (hash bomb); "
+                "objects visited by all the hashes so far",
+            )
+
+    def _hash_wrapper(code: int, pairs: bool, container: bool):  # noqa: N805 - one per opcode
+        base = _Base.dispatch[code]
+
+        def load_hashing(self) -> None:
+            # the current frame (``self.stack``) is the marked slice; streams that base() then
+            # rejects anyway (no MARK, no container below it, an odd key/value list) are not
+            # counted, so they fail as they always did
+            stack = self.stack
+            metastack = self.metastack
+            if metastack and (metastack[-1] or not container):
+                if not pairs:
+                    self._hashing(stack, code)
+                elif not len(stack) % 2:
+                    self._hashing(stack[0::2], code)
+            base(self)
+
+        return load_hashing
+
+    def _load_setitem(self) -> None:
+        stack = self.stack
+        if len(stack) >= 3:  # ... dict key value
+            self._hashing(stack[-2:-1], pickle.SETITEM[0])
+        _Base.dispatch[pickle.SETITEM[0]](self)
+
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _hash_wrapper(pickle.SETITEMS[0], True, True)
+    dispatch[pickle.DICT[0]] = _hash_wrapper(pickle.DICT[0], True, False)
+    dispatch[pickle.ADDITEMS[0]] = _hash_wrapper(pickle.ADDITEMS[0], False, True)
+    dispatch[pickle.FROZENSET[0]] = _hash_wrapper(pickle.FROZENSET[0], False, False)
+    del _hash_wrapper
+
+    # -- opcode offsets, for the scanner's report --------------------------------------------
+    def _position(self) -> int | None:
+        """Offset of the next unread byte in the (decompressed) stream, when it is known."""
+        consumed = getattr(self._file, "consumed", None)
+        if type(consumed) is not int:
+            return None
+        frame = self._unframer.current_frame
+        if frame is not None:
+            return self._frame_start + frame.tell()
+        return consumed
+
+    def _load_frame(self) -> None:
+        _Base.dispatch[pickle.FRAME[0]](self)
+        consumed = getattr(self._file, "consumed", None)
+        frame = self._unframer.current_frame
+        if type(consumed) is int and frame is not None:
+            self._frame_start = consumed - frame.getbuffer().nbytes
+
+    dispatch[pickle.FRAME[0]] = _load_frame
+
+    def _tracked(code: int):  # noqa: N805 - wraps one global-naming opcode
+        base = _Base.dispatch[code]
+
+        def load_global_tracked(self) -> None:
+            pos = self._position()
+            ctx = self._safeload_context
+            before = len(ctx.global_order)
+            try:
+                base(self)
+            finally:
+                # one find_class call per opcode: record where its opcode starts
+                if len(ctx.global_order) > before:
+                    ctx.global_offsets.append(None if pos is None else pos - 1)
+
+        return load_global_tracked
+
+    for _code in (pickle.GLOBAL[0], pickle.STACK_GLOBAL[0], pickle.INST[0]):
+        dispatch[_code] = _tracked(_code)
+    del _tracked, _code
 
     # -- arrays ------------------------------------------------------------------------------
     def _wrapper_state(self, state: Any) -> dict:
@@ -170,7 +500,11 @@ class _JoblibUnpickler(_Base):
                 for op in obj.ops or ():
                     if op[0] != OP_BUILD:
                         raise FormatError("unexpected operation on a dtype")
-                    result.__setstate__(self._eval_dtype(op[1], depth + 1, budget))
+                    state = self._eval_dtype(op[1], depth + 1, budget)
+                    problem = dtype_state_problem(state)
+                    if problem is not None:  # numpy's __setstate__ crashes on some
+                        raise FormatError(f"invalid dtype in joblib array wrapper: {problem}")
+                    result.__setstate__(state)
             except SafeloadError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -220,6 +554,9 @@ class _JoblibUnpickler(_Base):
                 raise FormatError("truncated joblib array padding")
             if pad[0] and len(self._file.read(pad[0])) != pad[0]:
                 raise FormatError("truncated joblib array padding")
+        if not self._materialize and nbytes > SCAN_KEEP_BYTES:
+            self._skip(nbytes)
+            return np.empty(0, dtype=dtype).view(SkippedArray)
         array = np.empty(count, dtype=dtype)
         if nbytes:
             got = self._file.readinto(memoryview(array).cast("B"))
@@ -232,6 +569,18 @@ class _JoblibUnpickler(_Base):
             array = array.byteswap().view(array.dtype.newbyteorder("="))
         return array
 
+    def _skip(self, nbytes: int) -> None:
+        """Step over ``nbytes`` raw array bytes in bounded chunks (the scanner's mode)."""
+        remaining = nbytes
+        while remaining > 0:
+            got = len(self._file.read(min(remaining, 1 << 20)))
+            if not got:
+                raise FormatError(
+                    f"truncated joblib array data: {nbytes} bytes declared, "
+                    f"{nbytes - remaining} present"
+                )
+            remaining -= got
+
     def _read_object_array(self, count: int) -> Any:
         if self._depth >= 4:
             raise LimitExceededError("max_depth", self._depth + 1, 4, "nested joblib streams")
@@ -242,7 +591,10 @@ class _JoblibUnpickler(_Base):
             self._safeload_limits,
             self._dirname,
             self._depth + 1,
+            self._materialize,
         )
+        inner._weights = self._weights
+        inner._hashed = self._hashed
         return inner.load()
 
     def _read_side_file(self, state: Any) -> np.ndarray:
@@ -270,13 +622,35 @@ class _JoblibUnpickler(_Base):
         if not os.path.isfile(path):
             raise FormatError(f"joblib < 0.10 side file {describe(name)} is missing")
         try:
+            if not self._materialize:
+                return _check_side_file(path, self._safeload_limits)  # a SkippedArray
             return read_npy_file(path, self._safeload_limits)
         except FormatError as exc:
             raise FormatError(f"joblib < 0.10 side file {name}: {exc}") from exc
 
 
+def _check_side_file(path: str, limits: Limits) -> np.ndarray:
+    """Scanner mode of a side file: check header and size like ``read_npy_file``, read nothing."""
+    with open(path, "rb") as fh:
+        shape, _, dtype = read_npy_header(fh)
+        nbytes = math.prod(shape) * dtype.itemsize
+        limits.check("max_array_bytes", nbytes, f"array in {os.path.basename(path)}")
+        remaining = os.fstat(fh.fileno()).st_size - fh.tell()
+        if remaining < nbytes:
+            raise FormatError(
+                f"{os.path.basename(path)}: header declares {nbytes} data bytes, {remaining} present"
+            )
+    return np.empty(0, dtype=dtype).view(SkippedArray)
+
+
 def parse_joblib(
-    stream: IO[bytes], limits: Limits, *, dirname: str | None = None, fmt: str = "joblib"
+    stream: IO[bytes],
+    limits: Limits,
+    *,
+    dirname: str | None = None,
+    fmt: str = "joblib",
+    context: ParseContext | None = None,
+    materialize: bool = True,
 ) -> ParsedStream:
     """Parse a joblib (or compressed pickle) stream into an inert graph.
 
@@ -289,6 +663,13 @@ def parse_joblib(
         Folder of the file, for joblib < 0.10 side files.
     fmt : str
         Format label for reports (``"joblib"``, ``"joblib+zlib"`` ...).
+    context : ParseContext, optional
+        Record into this context (the scanner passes its own so that the globals named before
+        a parse failure can still be reported).
+    materialize : bool
+        False (the scanner) steps over the raw bytes of arrays larger than
+        :data:`SCAN_KEEP_BYTES` after checking their declared size, instead of reading them;
+        each such array is then an empty :class:`SkippedArray` of its dtype.
 
     Returns
     -------
@@ -298,8 +679,8 @@ def parse_joblib(
     ------
     FormatError, LimitExceededError
     """
-    ctx = ParseContext()
-    unpickler = _JoblibUnpickler(stream, ctx, limits, dirname)
+    ctx = context if context is not None else ParseContext()
+    unpickler = _JoblibUnpickler(stream, ctx, limits, dirname, materialize=materialize)
     try:
         root = unpickler.load()
     except SafeloadError:
@@ -321,6 +702,7 @@ def parse_joblib(
         unpickler.memo = {}
         unpickler.stack = []
         unpickler.metastack = []
+        unpickler._weights = {}
     trailing = stream.read(1)
     if trailing:
         raise FormatError(f"trailing data after the end of the {fmt} pickle stream")

@@ -10,12 +10,33 @@ opcodes hurt *it* before any ``find_class`` hook runs:
 * Length prefixes (``BINBYTES8`` ...) larger than the data make older CPythons preallocate
   (python/cpython#115952).
 
+* ``SETITEM(S)``/``DICT``/``ADDITEMS``/``FROZENSET`` hash their keys and items while parsing.
+  Tuple hashes are not cached and visit every item, so a 344-byte tuple memo bomb (a tuple
+  holding the previous one 16 times, 9 levels deep) used as a set item or dict key keeps the C
+  unpickler busy for hours.
+
 So every stream goes through :func:`scan_opcodes` first; it checks each opcode's framing against
 the bytes present, collects what the audit and the scanner need (protocol, offsets of the opcodes
 that name globals, persistent ids, extension codes, out-of-band buffers, trailing data) and
 raises :class:`~safeload.errors.FormatError` / :class:`~safeload.errors.LimitExceededError` on
 anything that would make the C unpickler misbehave.  The opcode table is derived from
 ``pickletools.opcodes`` (the stdlib's declarative description of the protocol).
+
+Hash bombs are caught by a *stack model*: the scan follows the unpickler's stack, mark stack
+and memo, keeping for each value only its *hash weight*, the number of objects a hash of it
+visits (``1 + the items' weights`` for a tuple, saturating at ``2**62``; 1 for everything else:
+str and bytes cache their hash, frozensets too, lists and dicts are unhashable and the inert
+placeholders hash by identity; an int counts one more per 8 bytes of its encoding, as its hash
+reads every digit).  The hashing opcodes add the weights of what they hash to a running total,
+which may not exceed ``Limits.max_items``: a per-key bound would let a stream hash one key just
+under the limit a thousand times.  The builder counts every key, tuple items included, against
+the same limit, so a legitimate file refused here would be refused there too.  The stack effects come from
+``pickletools``' ``stack_before``/``stack_after``; the underflow rules are those of
+``Modules/_pickle.c``.  When the model finds an opcode the unpickler can not execute (stack
+underflow, no MARK, a memo entry never stored, an odd number of key/value items) it stops and
+records the offset in :attr:`StreamInfo.stack_error`: the unpickler fails at that opcode, so no
+later opcode ever runs, and the scan itself still accepts the stream (the error is the
+unpickler's to report, and the scanners still name the globals it would import first).
 """
 
 from __future__ import annotations
@@ -73,7 +94,6 @@ _PERSID_OPS = frozenset({_OP["PERSID"], _OP["BINPERSID"]})
 _BUFFER_OPS = frozenset({_OP["NEXT_BUFFER"], _OP["READONLY_BUFFER"]})
 _LONG_BINPUT = _OP["LONG_BINPUT"]
 _PUT = _OP["PUT"]
-_LONG_OPS = frozenset({_OP["LONG1"], _OP["LONG4"]})
 _STRING_OPS = frozenset(
     {_OP["SHORT_BINUNICODE"], _OP["BINUNICODE"], _OP["SHORT_BINSTRING"], _OP["BINSTRING"]}
 )
@@ -102,6 +122,73 @@ for _code in (
 ):
     _SPECIAL[_code] = True
 
+_GET = _OP["GET"]
+_LONG1 = _OP["LONG1"]
+_LONG4 = _OP["LONG4"]
+
+# -- the stack model's tables ----------------------------------------------------------------
+# Semantic class of each opcode for the stack model (same numbers in _opscan.c):
+_S_NONE = 0  # no stack effect (PROTO, FRAME, STOP)
+_S_PUSH = 1  # pushes one value of weight 1
+_S_NEW = 2  # pops values (or a marked slice) and pushes a new object of weight 1: a list, a
+#             dict, a frozenset (its hash is cached) or the result of a call (the inert
+#             placeholders and their results hash by identity)
+_S_KEEP = 3  # in place (APPEND, BUILD, READONLY_BUFFER) or a copy (DUP): pushes the lowest
+#              popped value's weight back
+_S_SUM = 4  # a tuple: 1 + the weights of its items
+_S_KEY = 5  # SETITEM: hashes the key, keeps the dict
+_S_PAIRS = 6  # DICT, SETITEMS: hashes every key (even positions after the mark)
+_S_ALL = 7  # ADDITEMS, FROZENSET: hashes every item
+_S_POP = 8  # POP: drops the top mark when the current frame is empty, else a value
+_S_MARK = 9
+_S_GET = 10  # pushes a memo entry's weight
+_S_PUT = 11  # stores the top's weight in the memo (the unpicklers read the top: no pop)
+_S_INT = 12  # an int: 1 + one per 8 bytes (LONG1/LONG4) or 16 characters (INT/LONG text) of
+#              its encoding: its hash reads every digit, each time a shared tuple reaches it
+
+#: Weights and the hash total saturate here (no overflow in C).
+_W_CAP = 1 << 62
+
+_SEM = [_S_NONE] * 256
+_MARKED = [False] * 256  # pops to the last MARK (the values above it are its stack slice)
+_NPOP = [0] * 256  # values popped (for a marked opcode: values just below the mark)
+_ABOVE = [0] * 256  # marked opcodes: values the slice must hold at least (OBJ's class)
+_NPUSH = [0] * 256
+for _op in pickletools.opcodes:
+    _code = ord(_op.code)
+    _before, _after = _op.stack_before, _op.stack_after
+    if pickletools.markobject in _before:
+        _k = _before.index(pickletools.markobject)
+        _MARKED[_code] = True
+        _NPOP[_code] = _k
+        _ABOVE[_code] = sum(1 for x in _before[_k + 1 :] if x is not pickletools.stackslice)
+    else:
+        _NPOP[_code] = len(_before)
+    _NPUSH[_code] = sum(1 for x in _after if x is not pickletools.markobject)
+    if _MARKED[_code] or _NPOP[_code]:
+        _SEM[_code] = _S_NEW
+    elif _NPUSH[_code]:
+        _SEM[_code] = _S_PUSH
+for _names, _sem in (
+    (("APPEND", "BUILD", "READONLY_BUFFER", "DUP"), _S_KEEP),
+    (("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"), _S_SUM),
+    (("SETITEM",), _S_KEY),
+    (("DICT", "SETITEMS"), _S_PAIRS),
+    (("ADDITEMS", "FROZENSET"), _S_ALL),
+    (("POP",), _S_POP),
+    (("MARK",), _S_MARK),
+    (("GET", "BINGET", "LONG_BINGET"), _S_GET),
+    (("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"), _S_PUT),
+    (("INT", "LONG", "LONG1", "LONG4"), _S_INT),
+    (("STOP",), _S_NONE),
+):
+    for _name in _names:
+        _SEM[_OP[_name]] = _sem
+# pickletools gives PUT no stack effect, but the unpicklers read the top value (underflow on an
+# empty frame): model them as MEMOIZE, "pop one, push it back".
+for _name in ("PUT", "BINPUT", "LONG_BINPUT"):
+    _NPOP[_OP[_name]] = _NPUSH[_OP[_name]] = 1
+del _names, _sem, _name, _before, _after, _k
 
 # Error codes shared with the C scanner (``_opscan.c`` has the same numbers).  Both scanners
 # report a failure as ``(code, a, b, c)`` and :func:`_error` builds the exception, so every
@@ -116,8 +203,9 @@ _E_TRAILING = 7  # offset of STOP, trailing bytes
 _E_BAD_PUT = 8  # offset of PUT, offset of its newline
 _E_MEMO_NOPS = 9  # offset, memo index, opcodes read so far
 _E_MAX_MEMO = 10  # offset, memo index
-_E_MAX_INT = 11  # offset, LONG4 length
+_E_MAX_INT = 11  # offset, length, opcode (LONG1 or LONG4)
 _E_MAX_OPS = 12  # opcodes read so far
+_E_MAX_HASH = 13  # offset, objects hashed so far, opcode
 
 #: Longest decimal memo index a text ``PUT`` may carry: 19 digits always fit in 64 bits.
 _MAX_PUT_DIGITS = 19
@@ -165,9 +253,20 @@ def _error(code: int, a: int, b: int, c: int, data, limits: Limits) -> Exception
     if code == _E_MAX_MEMO:
         return LimitExceededError("max_memo", b, limits.max_memo, f"memo index at offset {a}")
     if code == _E_MAX_INT:
-        return LimitExceededError("max_int_bytes", b, limits.max_int_bytes, f"LONG4 at offset {a}")
+        return LimitExceededError(
+            "max_int_bytes", b, limits.max_int_bytes, f"{OPCODE_NAMES[c]} at offset {a}"
+        )
     if code == _E_MAX_OPS:
         return LimitExceededError("max_opcodes", a, limits.max_opcodes, "pickle opcodes")
+    if code == _E_MAX_HASH:
+        return LimitExceededError(
+            "max_items",
+            b,
+            limits.max_items,
+            f"hashing the keys or set items of {OPCODE_NAMES[c]} at offset {a}: a tuple's hash "
+            "visits every item, a shared tuple each time it is reached (hash bomb); objects "
+            "visited by all the hashes so far",
+        )
     raise AssertionError(f"unknown opcode-scan error code {code}")  # pragma: no cover
 
 
@@ -194,6 +293,14 @@ class StreamInfo:
     joblib : bool
         The scan stopped early at a joblib marker (see :data:`JOBLIB_MARKERS`); ``end`` and
         ``trailing`` are then 0 and the other fields describe the part scanned.
+    stack_error : int
+        Offset of the first opcode the unpickler can not execute with the stack, marks and memo
+        it would have there (stack underflow, no MARK, a memo entry never stored, an odd number
+        of key/value items), -1 when there is none.  The unpickler fails at that opcode.
+    hash_visits : int
+        Objects visited by the hashes of all the dict keys and set items of the stream (tuples
+        expanded, shared ones each time they are reached; saturates at ``2**62``), up to
+        ``stack_error``.  At most ``Limits.max_items``.
     """
 
     protocol: int = 0
@@ -207,6 +314,8 @@ class StreamInfo:
     trailing: int = 0
     max_memo_index: int = -1
     joblib: bool = False
+    stack_error: int = -1
+    hash_visits: int = 0
 
 
 def scan_opcodes(
@@ -224,7 +333,8 @@ def scan_opcodes(
     data : bytes, bytearray, memoryview or mmap.mmap
         The whole buffer; indexing must return ``int``.
     limits : Limits
-        ``max_opcodes``, ``max_memo`` and ``max_int_bytes`` are enforced here.
+        ``max_opcodes``, ``max_memo``, ``max_int_bytes`` and, for the hashes of dict keys and
+        set items, ``max_items`` are enforced here.
     start : int
         Offset of the first opcode.
     allow_trailing : bool
@@ -242,7 +352,9 @@ def scan_opcodes(
         ``STOP``, or trailing data.
     LimitExceededError
         Too many opcodes, a memo index beyond ``max_memo`` or beyond the number of opcodes read
-        so far (a legitimate pickler numbers its memo 0, 1, 2, ...), an oversized integer.
+        so far (a legitimate pickler numbers its memo 0, 1, 2, ...), an oversized integer, or
+        keys and set items whose hashes would visit more than ``max_items`` objects (a hash
+        bomb; see the module docstring).
 
     Notes
     -----
@@ -279,14 +391,118 @@ def _scan_opcodes_c(
         min(limits.max_opcodes, _U64_MAX),
         min(limits.max_memo, _U64_MAX),
         min(limits.max_int_bytes, _U64_MAX),
+        min(limits.max_items, _U64_MAX),
         bool(allow_trailing),
     )
     if res[0]:
         raise _error(res[0], res[1], res[2], res[3], data, limits)
-    _, protocol, end, nops, globs, exts, persids, buffers, trailing, max_memo, joblib = res
-    return StreamInfo(
-        protocol, start, end, nops, globs, exts, persids, buffers, trailing, max_memo, joblib
-    )
+    return StreamInfo(res[1], start, *res[2:])
+
+
+class _StackModel:
+    """The unpickler's stack, mark stack and memo, holding hash weights instead of objects.
+
+    Follows ``Modules/_pickle.c``: one value stack with the marks as positions into it, the
+    *fence* (top mark) below which no opcode may pop, ``APPENDS``/``SETITEMS``/``ADDITEMS``
+    reaching the container just below their mark, ``POP`` dropping the top mark when nothing
+    was pushed since, ``MEMOIZE`` storing at the number of memo entries.  Grows by at most two
+    values per opcode; the memo by one entry per memo opcode (indices are bounded by the opcode
+    count or 255).  After the first opcode the unpickler can not execute, :attr:`stack_error`
+    holds its offset and the model stops.
+    """
+
+    __slots__ = ("ws", "marks", "memo", "memo_max", "hashed", "max_items", "stack_error")
+
+    def __init__(self, max_items: int) -> None:
+        self.ws: list[int] = []  # weights, bottom first
+        self.marks: list[int] = []  # positions in ws
+        self.memo: dict[int, int] = {}
+        self.memo_max = 0  # largest weight ever stored (a GET whose index C may parse otherwise)
+        self.hashed = 0
+        self.max_items = max_items
+        self.stack_error = -1
+
+    def step(self, op: int, pos: int, arg: int, data, limits: Limits) -> None:
+        """Apply opcode ``op`` at ``pos``; ``arg`` is its memo index (-1: MEMOIZE, or a text GET
+        whose line is not plain digits) or, for an int, its weight."""
+        ws = self.ws
+        marks = self.marks
+        sem = _SEM[op]
+        if sem == _S_PUT:  # the common case first (every memoized value)
+            if len(ws) <= (marks[-1] if marks else 0):
+                self.stack_error = pos  # stack underflow
+                return
+            w = ws[-1]
+            memo = self.memo
+            memo[len(memo) if arg < 0 else arg] = w
+            if w > self.memo_max:
+                self.memo_max = w
+            return
+        if sem == _S_MARK:
+            marks.append(len(ws))
+            return
+        if sem == _S_POP and marks and marks[-1] == len(ws):
+            marks.pop()
+            return
+        if _MARKED[op]:
+            if not marks:
+                self.stack_error = pos  # "could not find MARK"
+                return
+            i = marks.pop()
+            fence = marks[-1] if marks else 0
+            below = _NPOP[op]
+            if i > len(ws) or i - below < fence or len(ws) - i < _ABOVE[op]:
+                self.stack_error = pos  # stack underflow
+                return
+            items = ws[i:]
+            if sem == _S_PAIRS:
+                if len(items) % 2:
+                    self.stack_error = pos  # odd number of items
+                    return
+                self._hash(op, pos, items[0::2], data, limits)
+            elif sem == _S_ALL:
+                self._hash(op, pos, items, data, limits)
+            del ws[i:]
+            if _NPUSH[op] > below:
+                ws.append(min(_W_CAP, 1 + sum(items)) if sem == _S_SUM else 1)
+            return
+        npop = _NPOP[op]
+        size = len(ws)
+        if size - npop < (marks[-1] if marks else 0):
+            self.stack_error = pos  # stack underflow
+            return
+        if npop:
+            popped = ws[size - npop :]
+            if sem == _S_SUM:
+                w = min(_W_CAP, 1 + sum(popped))
+            elif sem == _S_NEW:
+                w = 1
+            else:
+                w = popped[0]
+            if sem == _S_KEY:
+                self.hashed = min(_W_CAP, self.hashed + popped[1])
+                if self.hashed > self.max_items:
+                    raise _error(_E_MAX_HASH, pos, self.hashed, op, data, limits)
+            del ws[size - npop :]
+        elif sem == _S_GET:
+            if arg < 0:
+                w = max(1, self.memo_max)
+            else:
+                w = self.memo.get(arg, 0)
+                if not w:
+                    self.stack_error = pos  # "Memo value not found"
+                    return
+        elif sem == _S_INT:
+            w = arg
+        else:
+            w = 1
+        for _ in range(_NPUSH[op]):
+            ws.append(w)
+
+    def _hash(self, op: int, pos: int, weights: list[int], data, limits: Limits) -> None:
+        self.hashed = min(_W_CAP, self.hashed + sum(weights))
+        if self.hashed > self.max_items:
+            raise _error(_E_MAX_HASH, pos, self.hashed, op, data, limits)
 
 
 def _scan_opcodes_py(
@@ -307,8 +523,11 @@ def _scan_opcodes_py(
     kind_of = _KIND
     size_of = _SIZE
     special = _SPECIAL
+    sem_of = _SEM
     find = data.find if hasattr(data, "find") else bytes(data).find
     global_offsets = info.global_offsets
+    model = _StackModel(limits.max_items)
+    push = model.ws.append
     stopped = False
     while pos < n:
         op = data[pos]
@@ -317,12 +536,30 @@ def _scan_opcodes_py(
         if kind == _FIXED:
             if special[op]:
                 if op == _STOP:
+                    # STOP pops the result: an empty frame is an underflow too
+                    if model.stack_error < 0 and len(model.ws) <= (
+                        model.marks[-1] if model.marks else 0
+                    ):
+                        model.stack_error = pos
                     pos += 1
                     stopped = True
                     break
                 _special(data, pos, op, info, nops, limits, n)
-            pos += 1 + size_of[op]
+            nxt = pos + 1 + size_of[op]
+            # the model follows complete opcodes only (a truncated one ends the stream)
+            if model.stack_error < 0 and nxt <= n:
+                sem = sem_of[op]
+                if sem == _S_PUSH:
+                    push(1)
+                elif sem in (_S_GET, _S_PUT):
+                    size = size_of[op]
+                    arg = -1 if not size else int.from_bytes(data[pos + 1 : nxt], "little")
+                    model.step(op, pos, arg, data, limits)
+                else:
+                    model.step(op, pos, 0, data, limits)
+            pos = nxt
             continue
+        arg = 0
         if kind == _LEN1:
             if pos + 1 >= n:
                 break
@@ -336,15 +573,20 @@ def _scan_opcodes_py(
             ):
                 info.joblib = True
                 info.n_opcodes = nops
-                return info
-            pos += 2 + length
+                return _finish(info, model)
+            if op == _LONG1:
+                if length > limits.max_int_bytes:
+                    raise _error(_E_MAX_INT, pos, length, op, data, limits)
+                arg = 1 + (length >> 3)
+            nxt = pos + 2 + length
         elif kind in (_LEN4U, _LEN4S):
             length = int.from_bytes(data[pos + 1 : pos + 5], "little", signed=kind == _LEN4S)
             if length < 0:
                 raise _error(_E_NEG_LENGTH, pos, op, length, data, limits)
-            if op in _LONG_OPS:
+            if op == _LONG4:
                 if length > limits.max_int_bytes:
-                    raise _error(_E_MAX_INT, pos, length, 0, data, limits)
+                    raise _error(_E_MAX_INT, pos, length, op, data, limits)
+                arg = 1 + (length >> 3)
             elif (
                 length in _MARKER_LENS
                 and op in _STRING_OPS
@@ -353,10 +595,10 @@ def _scan_opcodes_py(
             ):
                 info.joblib = True
                 info.n_opcodes = nops
-                return info
-            pos += 5 + length
+                return _finish(info, model)
+            nxt = pos + 5 + length
         elif kind == _LEN8U:
-            pos += 9 + int.from_bytes(data[pos + 1 : pos + 9], "little")
+            nxt = pos + 9 + int.from_bytes(data[pos + 1 : pos + 9], "little")
         elif kind in (_LINE, _LINE2):
             end = find(b"\n", pos + 1)
             if end < 0:
@@ -367,7 +609,7 @@ def _scan_opcodes_py(
                 if end - pos - 1 in _MARKER_LENS and bytes(data[pos + 1 : end]) in JOBLIB_MARKERS:
                     info.joblib = True
                     info.n_opcodes = nops
-                    return info
+                    return _finish(info, model)
                 end = find(b"\n", end + 1)
                 if end < 0:
                     pos = n + 1
@@ -378,12 +620,29 @@ def _scan_opcodes_py(
                 line = bytes(data[pos + 1 : end]) if end - pos - 1 <= _MAX_PUT_DIGITS else b""
                 if not line.isdigit():
                     raise _error(_E_BAD_PUT, pos, end, 0, data, limits)
-                _check_memo(int(line), pos, nops, info, limits, data)
+                arg = int(line)
+                _check_memo(arg, pos, nops, info, limits, data)
+            elif op == _GET:
+                # the unpickler parses more spellings (" 1", "+1", "1_0"): those fetch *some*
+                # memo entry, so the model uses the heaviest (-1)
+                line = bytes(data[pos + 1 : end]) if end - pos - 1 <= _MAX_PUT_DIGITS else b""
+                arg = int(line) if line.isdigit() else -1
             elif op in _PERSID_OPS:
                 info.persid_offsets.append(pos)
-            pos = end + 1
+            elif sem_of[op] == _S_INT:
+                arg = 1 + ((end - pos - 1) >> 4)
+            nxt = end + 1
         else:
             raise _error(_E_INVALID_OP, pos, op, 0, data, limits)
+        if model.stack_error < 0 and nxt <= n:
+            sem = sem_of[op]
+            if sem == _S_PUSH:
+                push(1)
+            elif sem == _S_INT:
+                push(arg)
+            else:
+                model.step(op, pos, arg, data, limits)
+        pos = nxt
         if nops > max_ops:
             raise _error(_E_MAX_OPS, nops, 0, 0, data, limits)
     if pos > n:
@@ -397,6 +656,12 @@ def _scan_opcodes_py(
     info.trailing = n - pos
     if info.trailing and not allow_trailing:
         raise _error(_E_TRAILING, pos - 1, info.trailing, 0, data, limits)
+    return _finish(info, model)
+
+
+def _finish(info: StreamInfo, model: _StackModel) -> StreamInfo:
+    info.stack_error = model.stack_error
+    info.hash_visits = model.hashed
     return info
 
 
