@@ -16,6 +16,8 @@ from .errors import (
 )
 from .limits import DEFAULT_LIMITS, Limits
 from .policy import Policy
+from .report import ScanReport
+from .scan import get_untrusted_types, scan
 
 __version__ = "0.1.0"
 
@@ -32,4 +34,7 @@ __all__ = [
     "LimitExceededError",
     "ValidationError",
     "PolicyError",
+    "scan",
+    "get_untrusted_types",
+    "ScanReport",
 ]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dtypestate import dtype_state_problem
 from .constraints import CallSite, Replace, _class_call_without_arguments, rule_for
 from .errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
@@ -347,6 +348,11 @@ def _apply_build(inst: Any, state: Any, name: str) -> None:
             f"BUILD on the result of {name}, a {type(inst).__name__}: state may only be set on "
             "instances, never on a class, function or module",
         )
+    if type(inst) is np.dtype or isinstance(inst, np.dtype):
+        # numpy's arraydescr_setstate trusts its input: a malformed state segfaults
+        problem = dtype_state_problem(state)
+        if problem is not None:
+            raise FormatError(f"{name}: {problem} (numpy would crash on it)")
     setstate = getattr(inst, "__setstate__", None)
     if setstate is not None:
         setstate(state)

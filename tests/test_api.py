@@ -252,3 +252,13 @@ def test_python2_style_str_payloads_decode_as_latin1():
     )
     pickletools.dis(data, out=io.StringIO())  # well-formed
     np.testing.assert_array_equal(safeload.loads(data), arr)
+
+
+def test_malformed_dtype_state_is_refused_not_a_segfault():
+    """Regression: numpy 2.4 segfaults on dtype('f8').__setstate__((3, '<', None, -1, -1, 0))."""
+    data = (
+        b"\x80\x02](cnumpy\ndtype\n\x8c\x02f8\x89\x88\x87R(K\x03\x8c\x01<NJ\xff\xff\xff\xff"
+        b"J\xff\xff\xff\xffK\x00tbe."
+    )
+    with pytest.raises(FormatError, match="dtype state"):
+        safeload.loads(data)

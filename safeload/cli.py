@@ -1,0 +1,499 @@
+"""The ``safeload`` command line (a click group; ``python -m safeload`` runs it too).
+
+``safeload scan PATH...`` scans files statically (see :func:`safeload.scan`) and exits with
+
+* ``0`` — every file scanned is safe;
+* ``1`` — at least one file is unsafe;
+* ``2`` — a usage error, or a path that could not be read (the scan is incomplete, so this
+  wins over ``1``),
+
+the picklescan / ClamAV convention, so CI jobs and pre-commit hooks can gate on it.  Text output
+is a rich table on stdout; ``--format json|sarif`` writes one document to stdout (or
+``--output``) and nothing else goes to stdout.  Progress and warnings go to stderr.
+
+Each subcommand is a function registered on :func:`main`; ``inspect``, ``convert`` and
+``verify`` can be added the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import PolicyError
+from .policy import Policy
+from .report import ScanReport, sarif_log
+from .scan import scan as scan_file
+from .scanners.sniff import is_model_file
+
+__all__ = ["main", "scan_paths", "load_policy_pack", "FileError", "EXIT_CLEAN", "EXIT_UNSAFE",
+           "EXIT_ERROR"]  # fmt: skip
+
+EXIT_CLEAN = 0
+EXIT_UNSAFE = 1
+EXIT_ERROR = 2
+
+
+@dataclass
+class FileError:
+    """A path that could not be scanned (missing, unreadable)."""
+
+    path: str
+    error: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "error": self.error}
+
+
+# --------------------------------------------------------------------------- policy
+def load_policy_pack(path: str | None) -> Policy:
+    """The default policy, with the JSON policy pack at ``path`` merged on top.
+
+    The pack has the format of ``safeload/data/trusted.json`` (``groups``, optionally
+    ``never``) and may carry ``aliases`` in the format of ``aliases.json`` (``modules``,
+    ``globals``).  Its groups are added to the default's; nothing is removed, and a name on the
+    ``never`` list can not be trusted.
+
+    Parameters
+    ----------
+    path : str or None
+        None for the default policy alone.
+
+    Returns
+    -------
+    Policy
+
+    Raises
+    ------
+    PolicyError
+        The file is not a valid policy pack, or trusts a name that can never be trusted.
+    OSError
+        The file can not be read.
+    """
+    if path is None:
+        return Policy.default()
+    return _policy_pack(os.path.abspath(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _policy_pack(path: str) -> Policy:
+    with open(path, encoding="utf-8") as fh:
+        try:
+            pack = json.load(fh)
+        except ValueError as exc:
+            raise PolicyError(f"{path}: not a JSON document ({exc})") from exc
+    if not isinstance(pack, dict) or not isinstance(pack.get("groups", []), list):
+        raise PolicyError(f"{path}: a policy pack is an object with a 'groups' list")
+    data = resources.files("safeload") / "data"
+    trusted = json.loads((data / "trusted.json").read_text("utf-8"))
+    aliases = json.loads((data / "aliases.json").read_text("utf-8"))
+    trusted["groups"] = trusted["groups"] + list(pack.get("groups", []))
+    never = dict(trusted.get("never", {}))
+    never["groups"] = list(never.get("groups", [])) + list(pack.get("never", {}).get("groups", []))
+    trusted["never"] = never
+    extra = pack.get("aliases", {})
+    aliases["modules"] = {**aliases.get("modules", {}), **extra.get("modules", {})}
+    aliases["globals"] = {**aliases.get("globals", {}), **extra.get("globals", {})}
+    try:
+        return Policy.from_data(trusted, aliases)
+    except PolicyError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise PolicyError(f"{path}: malformed policy pack ({type(exc).__name__}: {exc})") from exc
+
+
+# --------------------------------------------------------------------------- scanning
+def _scan_one(
+    path: str, trusted: tuple[str, ...], policy_file: str | None
+) -> ScanReport | FileError:
+    """Scan one file in this process (also the unit of work of ``--jobs``)."""
+    try:
+        return scan_file(path, trusted=list(trusted) or None, policy=load_policy_pack(policy_file))
+    except OSError as exc:
+        return FileError(path, f"{type(exc).__name__}: {exc}")
+
+
+def collect_files(
+    paths: tuple[str, ...], recursive: bool, all_files: bool
+) -> tuple[list[str], list[FileError], list[str]]:
+    """Expand the command-line paths into files to scan.
+
+    Files named explicitly are always scanned.  Directories contribute the model files directly
+    in them (every level below with ``recursive``), judged by content
+    (:func:`~safeload.scanners.sniff.is_model_file`) unless ``all_files``.
+
+    Returns
+    -------
+    files : list of str
+    errors : list of FileError
+        Paths that do not exist.
+    skipped : list of str
+        Directory entries that are not model files.
+    """
+    files: list[str] = []
+    errors: list[FileError] = []
+    skipped: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            walk = os.walk(path) if recursive else [(path, [], sorted(os.listdir(path)))]
+            for root, dirs, names in walk:
+                dirs.sort()
+                for name in sorted(names):
+                    full = os.path.join(root, name)
+                    if not os.path.isfile(full) or os.path.islink(full):
+                        continue
+                    if all_files or is_model_file(full):
+                        files.append(full)
+                    else:
+                        skipped.append(full)
+        elif os.path.exists(path) or "://" in path:
+            files.append(path)
+        else:
+            errors.append(FileError(path, "no such file or directory"))
+    return files, errors, skipped
+
+
+def scan_paths(
+    files: list[str],
+    *,
+    trusted: tuple[str, ...] = (),
+    policy_file: str | None = None,
+    jobs: int = 1,
+    backend: str | None = None,
+    progress: Any = None,
+) -> list[ScanReport | FileError]:
+    """Scan ``files``, in parallel through joblib when ``jobs`` is not 1.
+
+    Parameters
+    ----------
+    files : list of str
+    trusted : tuple of str
+        Extra trusted names.
+    policy_file : str, optional
+        A JSON policy pack (see :func:`load_policy_pack`); each worker reads it once.
+    jobs : int
+        ``joblib.Parallel(n_jobs=jobs)``; 1 scans in this process, -1 uses every core.
+    backend : str, optional
+        A joblib backend name (``"loky"`` by default, ``"threading"``, or ``"dask"`` inside
+        ``joblib.parallel_config(backend="dask")`` with a ``dask.distributed.Client``).
+    progress : callable, optional
+        Called once per finished file.
+
+    Returns
+    -------
+    list
+        A :class:`~safeload.report.ScanReport` or a :class:`FileError` per file, in order.
+    """
+    results: list[ScanReport | FileError] = []
+    if jobs == 1 and backend is None:
+        for path in files:
+            results.append(_scan_one(path, trusted, policy_file))
+            if progress is not None:
+                progress()
+        return results
+    from joblib import Parallel, delayed, parallel_config
+
+    # parallel_config (not Parallel(backend=...)) registers external backends such as dask
+    config = parallel_config(backend=backend) if backend else contextlib.nullcontext()
+    with config:
+        parallel = Parallel(n_jobs=jobs, return_as="generator")
+        for result in parallel(delayed(_scan_one)(p, trusted, policy_file) for p in files):
+            results.append(result)
+            if progress is not None:
+                progress()
+    return results
+
+
+# --------------------------------------------------------------------------- output
+def _summary(reports: list[ScanReport], errors: list[FileError], skipped: list[str]) -> dict:
+    return {
+        "files": len(reports) + len(errors),
+        "unsafe": sum(not r.safe for r in reports),
+        "errors": len(errors),
+        "skipped": len(skipped),
+    }
+
+
+def render_json(reports: list[ScanReport], errors: list[FileError], skipped: list[str]) -> str:
+    """The JSON document of ``--format json``."""
+    doc = {
+        "tool": "safeload",
+        "version": __version__,
+        "safe": not errors and all(r.safe for r in reports),
+        "summary": _summary(reports, errors, skipped),
+        "reports": [r.to_dict() for r in reports],
+        "errors": [e.to_dict() for e in errors],
+        "skipped": skipped,
+    }
+    return json.dumps(doc, indent=2)
+
+
+def render_sarif(reports: list[ScanReport], errors: list[FileError]) -> str:
+    """The SARIF 2.1.0 log of ``--format sarif`` (unreadable paths as notifications)."""
+    log = sarif_log(reports)
+    log["runs"][0]["invocations"] = [
+        {
+            "executionSuccessful": not errors,
+            "toolExecutionNotifications": [
+                {
+                    "level": "error",
+                    "message": {"text": f"{e.path}: {e.error}"},
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": e.path}}}],
+                }
+                for e in errors
+            ],
+        }
+    ]
+    return json.dumps(log, indent=2)
+
+
+def render_text(
+    console: Any,
+    reports: list[ScanReport],
+    errors: list[FileError],
+    skipped: list[str],
+    verbose: bool,
+) -> None:
+    """Print the rich table of ``--format text`` (and the details of unsafe files)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="safeload scan", show_lines=False, header_style="bold")
+    table.add_column("file", overflow="fold")
+    table.add_column("verdict")
+    table.add_column("format")
+    table.add_column("proto", justify="right")
+    table.add_column("sklearn")
+    table.add_column("globals", justify="right")
+    table.add_column("why", overflow="fold")
+    for r in reports:
+        blocking = [f for f in r.findings if f.blocking]
+        why = "; ".join(dict.fromkeys(_short(f) for f in blocking[:3]))
+        if len(blocking) > 3:
+            why += f"; +{len(blocking) - 3} more"
+        table.add_row(
+            escape(r.path or "<input>"),
+            "[green]SAFE[/green]" if r.safe else "[bold red]UNSAFE[/bold red]",
+            r.format,
+            "" if r.protocol is None else str(r.protocol),
+            r.sklearn_version or "",
+            str(len(r.globals)),
+            escape(why),
+        )
+    for e in errors:
+        table.add_row(escape(e.path), "[yellow]ERROR[/yellow]", "", "", "", "", escape(e.error))
+    console.print(table)
+    for r in reports:
+        shown = [f for f in r.findings if f.blocking or verbose]
+        if not shown and not verbose:
+            continue
+        console.print(f"\n[bold]{escape(r.path or '<input>')}[/bold]")
+        for f in shown:
+            where = []
+            if f.location:
+                where.append(f.location)
+            if f.offset is not None:
+                where.append(f"offset {f.offset}")
+            suffix = f" [dim]({escape(', '.join(where))})[/dim]" if where else ""
+            console.print(f"  {f.rule_id} [red]{f.severity}[/red] {escape(f.message)}{suffix}")
+        if verbose:
+            for g in r.globals:
+                color = {"trusted": "green", "untrusted": "red", "dangerous": "bold red"}[g.verdict]
+                console.print(f"  [{color}]{g.verdict:>9}[/{color}] {escape(g.name)}")
+    s = _summary(reports, errors, skipped)
+    line = f"\n{s['files']} file(s) scanned: {s['unsafe']} unsafe, {s['errors']} error(s)"
+    if skipped:
+        line += f", {len(skipped)} non-model file(s) skipped (--all scans them)"
+    console.print(line)
+
+
+def _short(finding: Any) -> str:
+    if finding.rule in ("untrusted-global", "dangerous-global"):
+        return finding.message.split(":")[0]
+    return finding.rule
+
+
+# --------------------------------------------------------------------------- commands
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="safeload")
+def main() -> None:
+    """safeload: load and audit scikit-learn model files without running them."""
+
+
+@main.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("-r", "--recursive", is_flag=True, help="Scan directories recursively.")
+@click.option(
+    "--all", "all_files", is_flag=True,
+    help="In directories, scan every file, not only those whose content is a model format.",
+)  # fmt: skip
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json", "sarif"]),
+    default="text", show_default=True, help="Output format.",
+)  # fmt: skip
+@click.option(
+    "-t", "--trusted", multiple=True, metavar="NAME",
+    help="Also trust this exact module.qualname (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
+)  # fmt: skip
+@click.option(
+    "-j", "--jobs", type=int, default=1, show_default=True,
+    help="Files scanned in parallel through joblib (-1: all cores).",
+)  # fmt: skip
+@click.option(
+    "--backend", default=None, metavar="NAME",
+    help="joblib backend for --jobs: loky (default), threading, or dask (see docs/SCANNING.md).",
+)  # fmt: skip
+@click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="With --backend dask: the dask.distributed scheduler (default: "
+    "$DASK_SCHEDULER_ADDRESS, else a local cluster).",
+)  # fmt: skip
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+    help="Write the report to FILE instead of stdout.",
+)  # fmt: skip
+@click.option("-v", "--verbose", is_flag=True, help="Text: list every global and finding.")
+def scan_command(
+    paths: tuple[str, ...],
+    recursive: bool,
+    all_files: bool,
+    output_format: str,
+    trusted: tuple[str, ...],
+    policy_file: str | None,
+    jobs: int,
+    backend: str | None,
+    scheduler: str | None,
+    output: str | None,
+    verbose: bool,
+) -> None:
+    """Scan model files statically: nothing they name is imported or run.
+
+    Exit status: 0 all files safe, 1 at least one unsafe, 2 usage or I/O error.
+    """
+    try:
+        load_policy_pack(policy_file).extend(list(trusted) or None)
+    except (PolicyError, OSError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if jobs == 0:
+        raise click.UsageError("--jobs must not be 0")
+    if scheduler is not None and backend != "dask":
+        raise click.UsageError("--scheduler needs --backend dask")
+    files, errors, skipped = collect_files(paths, recursive, all_files)
+    show_progress = any(os.path.isdir(p) for p in paths) and sys.stderr.isatty() and files
+    with _dask_client(backend, scheduler):
+        results = _run(files, trusted, policy_file, jobs, backend, bool(show_progress))
+    reports = [r for r in results if isinstance(r, ScanReport)]
+    errors += [r for r in results if isinstance(r, FileError)]
+    for e in errors:
+        click.echo(f"safeload: {e.path}: {e.error}", err=True)
+    _write(output_format, output, reports, errors, skipped, verbose)
+    if errors:
+        code = EXIT_ERROR
+    elif any(not r.safe for r in reports):
+        code = EXIT_UNSAFE
+    else:
+        code = EXIT_CLEAN
+    raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def _dask_client(backend: str | None, scheduler: str | None):
+    """A ``dask.distributed.Client`` for joblib's dask backend (nothing for other backends)."""
+    if backend != "dask":
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise click.UsageError(
+            "--backend dask needs dask.distributed: pip install 'dask[distributed]'"
+        ) from exc
+    client = Client(scheduler) if scheduler else Client()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _run(
+    files: list[str],
+    trusted: tuple[str, ...],
+    policy_file: str | None,
+    jobs: int,
+    backend: str | None,
+    show_progress: bool,
+) -> list[ScanReport | FileError]:
+    if not show_progress:
+        return scan_paths(files, trusted=trusted, policy_file=policy_file, jobs=jobs,
+                          backend=backend)  # fmt: skip
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scanning", total=len(files))
+        return scan_paths(
+            files,
+            trusted=trusted,
+            policy_file=policy_file,
+            jobs=jobs,
+            backend=backend,
+            progress=lambda: bar.advance(task),
+        )
+
+
+def _write(
+    output_format: str,
+    output: str | None,
+    reports: list[ScanReport],
+    errors: list[FileError],
+    skipped: list[str],
+    verbose: bool,
+) -> None:
+    from rich.console import Console
+
+    try:
+        fh = open(output, "w", encoding="utf-8") if output else None  # noqa: SIM115
+    except OSError as exc:
+        click.echo(f"safeload: cannot write {output}: {exc}", err=True)
+        raise SystemExit(EXIT_ERROR) from exc
+    try:
+        if output_format == "json":
+            text = render_json(reports, errors, skipped)
+        elif output_format == "sarif":
+            text = render_sarif(reports, errors)
+        else:
+            terminal = fh is None and sys.stdout.isatty()
+            console = Console(file=fh, width=None if terminal else 160, soft_wrap=not terminal)
+            render_text(console, reports, errors, skipped, verbose)
+            return
+        if fh is not None:
+            fh.write(text + "\n")
+        else:
+            click.echo(text)
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="safeload")
