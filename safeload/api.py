@@ -116,4 +116,4 @@ def _finish(parsed: Any, policy: Policy, limits: Limits) -> Any:
     root = parsed.root
     parsed.root = None
     builder = Builder(policy, limits, resolved)
-    return builder.build(root)
+    return builder.build_root(root)

@@ -82,6 +82,7 @@ class Builder:
         self.resolved = resolved
         self.pairs: dict[type, tuple[str, str]] = {}
         self.memo: dict[int, Any] = {}
+        self.pending_validation: list[Any] = []
         self._plans: dict[tuple[type, str], tuple[Any, tuple[str, str], Any]] = {}
         self.sizes: dict[int, int] = {}
         self.items = 0
@@ -272,10 +273,48 @@ class Builder:
             self.array_bytes += result.nbytes
             self.limits.check("max_total_array_bytes", self.array_bytes, "all arrays of the file")
         elif has_validator(type(result)):
-            validate(result, self.limits)
+            # validated once the whole graph is built: a cycle or a later BUILD could still
+            # change a sub-object after its holder was checked (time of check / time of use)
+            self.pending_validation.append(result)
+        return result
+
+    def build_root(self, root: Any) -> Any:
+        """Build the whole graph, then validate every built object (inner objects first).
+
+        Raises
+        ------
+        ForbiddenOperationError, LimitExceededError, FormatError, ValidationError
+            Any other exception a trusted callable raises on hostile state is reported as a
+            ``FormatError`` (nothing but ``SafeloadError`` leaves a load).
+        """
+        try:
+            result = self.build(root)
+            for obj in self.pending_validation:
+                validate(obj, self.limits)
+        except SafeloadError:
+            raise
+        except RecursionError as exc:
+            raise LimitExceededError(
+                "max_depth", self.limits.max_depth + 1, self.limits.max_depth, "nesting"
+            ) from exc
+        except MemoryError as exc:
+            raise LimitExceededError(
+                "max_array_bytes", 0, self.limits.max_array_bytes, "out of memory while building"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - e.g. an unhashable key built from the file
+            raise FormatError(
+                f"the file's objects could not be rebuilt: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.pending_validation.clear()
         return result
 
     def _apply_ops(self, obj: Any, ops: list, name: str, depth: int) -> None:
+        if sum(1 for op in ops if op[0] == OP_BUILD) > 1:
+            raise ForbiddenOperationError(
+                "repeated-build",
+                f"{name} receives BUILD more than once; a pickler sets an object's state once, "
+                "and a second BUILD could replace state after it was checked",
+            )
         build = self.build
         for op in ops:
             code = op[0]
@@ -340,6 +379,74 @@ except ImportError:  # pragma: no cover - built without a compiler
         return _all_atomic_py(d), _all_atomic_py(d.values())
 
 
+_DTYPE_STATE_ATOMS = (str, bytes, int, type(None), np.dtype)
+
+
+def _dtype_state_content_ok(state: Any, budget: list[int]) -> bool:
+    """A dtype state holds only strings, ints, None, nested dtypes, tuples and dicts.
+
+    Arrays or other objects inside a dtype's state would let the file build an array with the
+    dtype *before* its state is set, then change the dtype under it (forged object pointers).
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if isinstance(state, _DTYPE_STATE_ATOMS) and type(state) is not bool or state is None:
+        return True
+    if type(state) is tuple:
+        return all(_dtype_state_content_ok(x, budget) for x in state)
+    if type(state) is dict:
+        return all(
+            _dtype_state_content_ok(k, budget) and _dtype_state_content_ok(v, budget)
+            for k, v in state.items()
+        )
+    return False
+
+
+def _datetime_state_expected(dtype: np.dtype, state: Any) -> Any:
+    """The state numpy writes for the datetime/timedelta unit a state claims, or None.
+
+    ``dtype('M8')`` is the generic unit; the real unit travels in the state's metadata
+    ``(None, (b's', 1, 1, 1))`` (numpy descriptor.c, ``_get_datetime_metadata``).
+    """
+    try:
+        unit, num = state[8][1][0], state[8][1][1]
+        if type(unit) is not bytes or type(num) is not int or not 0 < num < 2**31:
+            return None
+        candidate = np.dtype(f"{dtype.char}8[{num}{unit.decode('ascii')}]")
+        return candidate.newbyteorder(state[1]).__reduce__()[2]
+    except Exception:  # noqa: BLE001 - anything unexpected: not numpy's own state
+        return None
+
+
+def _apply_dtype_state(dtype: np.dtype, state: Any, name: str) -> None:
+    """``dtype.__setstate__`` trusts its input (numpy descriptor.c): a malformed state, or a
+    version-3 state on a datetime dtype, crashes the interpreter.  A simple dtype's state must
+    be exactly the one numpy itself writes (then nothing needs setting); structured dtypes get
+    a shape check before numpy sees the state, and the dtype validator afterwards."""
+    if not _dtype_state_content_ok(state, [10_000]):
+        raise FormatError(f"{name}: a dtype state may only hold strings, ints and dtypes")
+    if dtype.names is None and dtype.subdtype is None and type(state) is tuple and state:
+        endian = state[1] if len(state) > 1 else None
+        try:
+            expected = dtype.newbyteorder(endian).__reduce__()[2] if endian in "<>=|" else None
+        except (TypeError, ValueError):
+            expected = None
+        if expected is not None and state == expected:
+            if endian in "<>" and dtype.byteorder not in ("|", endian):
+                dtype.__setstate__(state)  # byte order only: the state numpy itself wrote
+            return
+        if dtype.kind in "mM":
+            if _datetime_state_expected(dtype, state) == state:
+                dtype.__setstate__(state)  # exactly the state numpy writes for that unit
+                return
+            raise FormatError(f"{name}: datetime dtype state differs from numpy's own")
+    problem = dtype_state_problem(state)
+    if problem is not None:
+        raise FormatError(f"{name}: {problem} (numpy would crash on it)")
+    dtype.__setstate__(state)
+
+
 def _apply_build(inst: Any, state: Any, name: str) -> None:
     """``BUILD`` as ``pickle._Unpickler.load_build`` does it, but only on instances."""
     if isinstance(inst, _NOT_BUILDABLE):
@@ -348,11 +455,9 @@ def _apply_build(inst: Any, state: Any, name: str) -> None:
             f"BUILD on the result of {name}, a {type(inst).__name__}: state may only be set on "
             "instances, never on a class, function or module",
         )
-    if type(inst) is np.dtype or isinstance(inst, np.dtype):
-        # numpy's arraydescr_setstate trusts its input: a malformed state segfaults
-        problem = dtype_state_problem(state)
-        if problem is not None:
-            raise FormatError(f"{name}: {problem} (numpy would crash on it)")
+    if isinstance(inst, np.dtype):
+        _apply_dtype_state(inst, state, name)
+        return
     setstate = getattr(inst, "__setstate__", None)
     if setstate is not None:
         setstate(state)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 __all__ = [
     "SafeloadError",
     "FormatError",
+    "LegacyFormatError",
     "UntrustedTypesError",
     "ForbiddenOperationError",
     "LimitExceededError",
@@ -33,6 +34,44 @@ class FormatError(SafeloadError, pickle.UnpicklingError):
     compression framing, and well-formed files of a foreign format (a plain ``.npy``, a zip that
     is not a safeload or skops file).
     """
+
+
+class LegacyFormatError(FormatError):
+    """The file was written by an older scikit-learn and names classes that no longer exist.
+
+    Raised instead of :class:`UntrustedTypesError` when *every* global the policy refuses is a
+    scikit-learn name that a later version removed (``sklearn.ensemble._gb_losses.
+    BinomialDeviance``, ``sklearn.utils.deprecation.DeprecationDict`` ...) and the stream uses
+    no forbidden construct: the file is not hostile, it needs a conversion to today's classes.
+    A file that also names any other untrusted global raises :class:`UntrustedTypesError`
+    listing all of them, the removed ones included.  Nothing named in the file was imported or
+    called.
+
+    Parameters
+    ----------
+    types : iterable of (str, str)
+        Pairs ``(name, reason)``; ``name`` is ``module.qualname`` as the stream spells it.
+
+    Attributes
+    ----------
+    types : list of str
+        The removed names, sorted.
+    reasons : dict of str to str
+        Why each one is refused (what replaced it).
+    """
+
+    def __init__(self, types: Iterable[tuple[str, str]]):
+        pairs = sorted(dict(types).items())
+        self.types: list[str] = [name for name, _ in pairs]
+        self.reasons: dict[str, str] = dict(pairs)
+        lines = [f"  - {name}: {reason}" for name, reason in pairs]
+        super().__init__(
+            "the file was written by an older scikit-learn version: it names classes that were "
+            f"removed from scikit-learn ({len(pairs)}):\n"
+            + "\n".join(lines)
+            + "\nIt needs a conversion to today's classes (safeload convert) before it can be "
+            "loaded. Nothing was imported or called."
+        )
 
 
 class UntrustedTypesError(SafeloadError, pickle.UnpicklingError, TypeError):
@@ -110,9 +149,17 @@ class LimitExceededError(SafeloadError, pickle.UnpicklingError):
         self.allowed = allowed
         detail = f" ({what})" if what else ""
         super().__init__(
-            f"limit {limit} exceeded{detail}: the file needs {actual:,}, the limit is "
-            f"{allowed:,}. Raise it with safeload.Limits({limit}=...) only for files you trust."
+            f"limit {limit} exceeded{detail}: the file needs {_amount(actual)}, the limit is "
+            f"{_amount(allowed)}. Raise it with safeload.Limits({limit}=...) only for files you "
+            "trust."
         )
+
+
+def _amount(value: int) -> str:
+    """``1,234`` — or ``more than 2**64`` for integers too long to print cheaply."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "more than 2**64"
+    return f"{value:,}"
 
 
 class ValidationError(SafeloadError, ValueError):
