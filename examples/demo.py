@@ -30,6 +30,7 @@ def main() -> int:
     for col in ("file", "written by", "estimator", "load (ms)", "outputs vs. old version"):
         table.add_column(col)
     failures = 0
+
     def age(path: Path) -> tuple[int, ...]:
         env = path.name.split("__")[0]  # py27_skl0204 -> (2, 7)
         digits = env[2:].split("_")[0]

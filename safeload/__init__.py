@@ -8,6 +8,7 @@ from .api import load, loads
 from .errors import (
     ForbiddenOperationError,
     FormatError,
+    LegacyFormatError,
     LimitExceededError,
     PolicyError,
     SafeloadError,
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "SafeloadError",
     "FormatError",
+    "LegacyFormatError",
     "UntrustedTypesError",
     "ForbiddenOperationError",
     "LimitExceededError",

@@ -42,9 +42,9 @@ def load(
 
     Parameters
     ----------
-    file : str, os.PathLike, binary file object, or URL
-        A path, an open binary file, or an fsspec URL (``s3://``, ``memory://``; needs
-        ``safeload[remote]``).  Use :func:`loads` for bytes.
+    file : str, os.PathLike, binary file object, bytes, or URL
+        A path, an open binary file, the file's bytes (as :func:`loads`), or an fsspec URL
+        (``s3://``, ``memory://``; needs ``safeload[remote]``).
     trusted : iterable of str or type, optional
         Extra exact ``"module.qualname"`` names (or the types themselves) to trust for this call,
         on top of ``policy``.  ``True`` is refused.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ForbiddenOperationError, FormatError, UntrustedTypesError
+from .errors import ForbiddenOperationError, FormatError, LegacyFormatError, UntrustedTypesError
 from .graph import ParseContext
 from .policy import Policy, Verdict, format_name
 from .readers.joblib_reader import JOBLIB_MODULES
@@ -38,15 +38,24 @@ def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
 
     Raises
     ------
+    LegacyFormatError
+        When every refused global is a name scikit-learn removed, or one stored only inside
+        such a class (the file was written by an older version and needs a conversion), and
+        no forbidden construct was recorded.
     UntrustedTypesError
-        Listing every untrusted global (forbidden constructs are named in the message too).
+        Listing every untrusted global, removed ones included (forbidden constructs are named
+        in the message too).
     ForbiddenOperationError
         When every global is trusted but the stream used a forbidden construct.
     FormatError
         When a trusted name does not exist in the installed libraries.
     """
     untrusted: list[tuple[str, str]] = []
-    for pair, verdict in verdicts(context, policy).items():
+    removed: list[tuple[str, str]] = []  # names that only say an older scikit-learn wrote it
+    only_removed = True
+    all_verdicts = verdicts(context, policy)
+    legacy = policy.legacy_names(all_verdicts.values())
+    for pair, verdict in all_verdicts.items():
         if pair in context.consumed:
             continue  # replaced by the reader (a joblib array wrapper), never built
         if pair[0] in JOBLIB_MODULES:
@@ -57,12 +66,21 @@ def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
                     "position (the reader replaces wrappers; it is never built)",
                 )
             )
+            only_removed = False
             continue
         if not verdict.trusted:
-            reason = verdict.reason
+            read_as = ""
             if verdict.canonical != pair:
-                reason += f" (read as {format_name(verdict.canonical)})"
-            untrusted.append((format_name(pair), reason))
+                read_as = f" (read as {format_name(verdict.canonical)})"
+            untrusted.append((format_name(pair), verdict.reason + read_as))
+            if pair in legacy:
+                removed.append((format_name(pair), legacy[pair] + read_as))
+            else:
+                only_removed = False
+    if untrusted and only_removed and not context.forbidden:
+        # every refused name is a scikit-learn class of an older version: a legacy file, not a
+        # hostile one (still nothing is imported: removed names are never trusted)
+        raise LegacyFormatError(removed)
     if untrusted:
         message = "the file references globals that are not trusted"
         if context.forbidden:

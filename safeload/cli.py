@@ -307,7 +307,12 @@ def render_text(
             console.print(f"  {f.rule_id} [red]{f.severity}[/red] {escape(f.message)}{suffix}")
         if verbose:
             for g in r.globals:
-                color = {"trusted": "green", "untrusted": "red", "dangerous": "bold red"}[g.verdict]
+                color = {
+                    "trusted": "green",
+                    "untrusted": "red",
+                    "dangerous": "bold red",
+                    "removed": "yellow",
+                }[g.verdict]
                 console.print(f"  [{color}]{g.verdict:>9}[/{color}] {escape(g.name)}")
     s = _summary(reports, errors, skipped)
     line = f"\n{s['files']} file(s) scanned: {s['unsafe']} unsafe, {s['errors']} error(s)"
@@ -317,7 +322,7 @@ def render_text(
 
 
 def _short(finding: Any) -> str:
-    if finding.rule in ("untrusted-global", "dangerous-global"):
+    if finding.rule in ("untrusted-global", "dangerous-global", "removed-global"):
         return finding.message.split(":")[0]
     return finding.rule
 

@@ -143,6 +143,10 @@ RULES: dict[str, Rule] = {
         Rule("SL027", "object-array-stream", "info",
              "The body of an .npy object array is a nested pickle stream; its globals are "
              "listed with the file's."),
+        Rule("SL028", "removed-global", "low",
+             "The file names a scikit-learn class that a later version removed; it was written "
+             "by an older scikit-learn and needs a migration (safeload convert) before it can "
+             "be loaded; nothing of that name is imported."),
         Rule("SL099", "scan-error", "high",
              "The scanner could not finish inspecting the file; it is treated as unsafe."),
     ]
@@ -198,7 +202,10 @@ class GlobalRecord:
     ----------
     name : str
         ``module.qualname`` as the file spells it.
-    verdict : {"trusted", "untrusted", "dangerous"}
+    verdict : {"trusted", "untrusted", "dangerous", "removed"}
+        ``removed``: a scikit-learn class an older version wrote that no longer exists; it is
+        not trusted (``load`` raises :class:`~safeload.errors.LegacyFormatError`), but it does
+        not make the file unsafe.
     reason : str
         The policy group that trusts it, or why it is refused.
     offset : int or None
@@ -259,8 +266,9 @@ class ScanReport:
     path : str or None
         The path or URL scanned (None for bytes and file objects without a name).
     safe : bool
-        True when no finding is blocking: every global is trusted, the whole file was parsed
-        and no construct or argument the loader refuses was found.
+        True when no finding is blocking: every global is trusted or a scikit-learn class
+        removed by a later version (a legacy file that needs a migration), the whole file was
+        parsed and no construct or argument the loader refuses was found.
     format : str
         ``pickle``, ``joblib``, ``pickle+gzip``, ``joblib+zlib`` ..., ``zip``, ``zip:pytorch``,
         ``npz``, ``npy``, ``safeload``, ``skops`` or ``unknown``.
@@ -289,7 +297,8 @@ class ScanReport:
 
     @property
     def untrusted_types(self) -> list[str]:
-        """Sorted names of every global whose verdict is not ``trusted``."""
+        """Sorted names of every global whose verdict is not ``trusted`` (``removed`` names
+        included: ``load`` refuses them too)."""
         return sorted({g.name for g in self.globals if g.verdict != "trusted"})
 
     def __repr__(self) -> str:

@@ -71,8 +71,10 @@ def scan(
     Returns
     -------
     ScanReport
-        ``safe`` is True when the loader would accept the structure and every global; the
-        findings say why not otherwise.
+        ``safe`` is True when the loader would accept the structure and every global, except
+        for names scikit-learn removed (verdict ``removed``, a ``low`` finding: the file was
+        written by an older version and needs a migration); the findings say why not
+        otherwise.
 
     Raises
     ------
@@ -95,8 +97,9 @@ def scan(
     node arrays, KD/ball tree indices, sparse indices, libsvm bookkeeping), which need the built
     objects, and can not tell whether a trusted name still exists in the installed libraries.
     A file ``scan`` calls safe can therefore still be refused by ``load`` with
-    ``ValidationError`` or ``FormatError`` for those reasons; everything ``scan`` reports unsafe,
-    ``load`` refuses.  Offsets of globals are byte offsets of the opcode in the file, or in the
+    ``ValidationError`` or ``FormatError`` for those reasons, and with ``LegacyFormatError`` (a
+    ``FormatError``) when it names classes scikit-learn removed; everything ``scan`` reports
+    unsafe, ``load`` refuses.  Offsets of globals are byte offsets of the opcode in the file, or in the
     decompressed stream or zip member named by ``location``.
     """
     if not isinstance(file, (str, os.PathLike, bytes, bytearray, memoryview)) and not hasattr(

@@ -147,9 +147,11 @@ def test_empty_policy_trusts_nothing():
 
 
 def test_error_hierarchy():
+    assert issubclass(safeload.LegacyFormatError, FormatError)
     for cls in (
         UntrustedTypesError,
         FormatError,
+        safeload.LegacyFormatError,
         LimitExceededError,
         ForbiddenOperationError,
         safeload.ValidationError,

@@ -86,6 +86,7 @@ def test_groups_are_sorted_and_named_once(trusted_doc):
     excluded_names = [e["name"] for e in trusted_doc["excluded"]]
     assert excluded_names == sorted(excluded_names)
     assert all(e["reason"] for e in trusted_doc["excluded"])
+    assert all(e["kind"] in ("never", "removed", "untrusted") for e in trusted_doc["excluded"])
 
 
 def test_default_policy_is_the_committed_data(policy):
@@ -319,6 +320,24 @@ def test_excluded_names_are_real_and_not_trusted(policy, excluded, globals_seen)
     for name in excluded:
         assert name in seen, f"{name} is excluded but never seen in a real pickle"
         assert not policy.verdict(*_split(name)).trusted
+
+
+def test_removed_names_get_the_removed_verdict(policy, trusted_doc):
+    kinds = {e["name"]: e["kind"] for e in trusted_doc["excluded"]}
+    removed = [name for name, kind in kinds.items() if kind == "removed"]
+    assert "sklearn.ensemble._gb_losses.BinomialDeviance" in removed
+    assert "sklearn.utils.deprecation.DeprecationDict" in removed
+    for name in removed:
+        verdict = policy.verdict(*_split(name))
+        assert verdict.removed and not verdict.trusted and not verdict.dangerous, name
+        assert verdict.state == "removed"
+        assert "removed from scikit-learn" in verdict.reason
+    for name, kind in kinds.items():
+        if kind != "removed":
+            assert not policy.verdict(*_split(name)).removed, name
+    for entry in trusted_doc["excluded"]:
+        for holder in entry.get("inside", []):
+            assert kinds[holder] == "removed", (entry["name"], holder)
 
 
 def test_getattr_is_excluded_and_never(policy, excluded):

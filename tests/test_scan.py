@@ -634,7 +634,7 @@ def test_rule_ids_are_stable():
         "zip-duplicate-name": "SL019", "zip-unsafe-path": "SL020", "zip-bomb": "SL021",
         "zip-corrupt": "SL022", "json-malformed": "SL023", "skops-malformed": "SL024",
         "safeload-format": "SL025", "graph-cycle": "SL026", "object-array-stream": "SL027",
-        "scan-error": "SL099",
+        "removed-global": "SL028", "scan-error": "SL099",
     }  # fmt: skip
     assert os.path.basename(safeload.report.__file__) == "report.py"
 

@@ -2,7 +2,8 @@
 
 Never unpickled with plain pickle here.  Issue "Restricted loader": every file either loads
 (pure scikit-learn/numpy/scipy content) or raises ``UntrustedTypesError`` naming exactly its
-foreign globals (custom ``__main__`` classes, xgboost, lightgbm, pandas ...); corrupt files give
+foreign globals (custom ``__main__`` classes, xgboost, lightgbm, pandas ...); a file whose only
+refused names are classes scikit-learn removed gives ``LegacyFormatError``; corrupt files give
 ``FormatError``; nothing crashes or hangs.
 """
 
@@ -42,6 +43,18 @@ def _foreign(names):
 EXCLUDED = {e["name"] for e in load_json(ROOT / "safeload" / "data" / "trusted.json")["excluded"]}
 
 
+REMOVED = {
+    e["name"]
+    for e in load_json(ROOT / "safeload" / "data" / "trusted.json")["excluded"]
+    if e["kind"] == "removed"
+}
+
+
+def _canonical_names(names) -> set[str]:
+    policy = safeload.Policy.default()
+    return {".".join(policy.canonical(tuple(n.rsplit(".", 1)))) for n in names}
+
+
 def _excluded(name: str) -> bool:
     """True for names the policy documents as deliberately untrusted (removed classes ...)."""
     policy = safeload.Policy.default()
@@ -57,7 +70,8 @@ def test_wild_file_verdict(entry, canary_sandbox):
 
     Allowed refusals: ``UntrustedTypesError`` naming every foreign global (plus only names the
     policy documents in ``excluded``: classes scikit-learn removed, which need a migration);
-    ``FormatError`` for corrupt files or states today's classes cannot restore;
+    ``LegacyFormatError`` when the only refused names are such removed classes (no foreign
+    global); ``FormatError`` for corrupt files or states today's classes cannot restore;
     ``ValidationError`` for fitted content today's C code would index unsafely.
     """
     path = WILD / entry["file"]
@@ -67,12 +81,18 @@ def test_wild_file_verdict(entry, canary_sandbox):
         warnings.simplefilter("ignore")
         try:
             model = safeload.load(path)
+        except safeload.LegacyFormatError as exc:
+            assert not corrupt and not foreign
+            assert exc.types and all(_excluded(n) for n in exc.types), exc.types
+            assert "older scikit-learn" in str(exc)
+            return
         except safeload.UntrustedTypesError as exc:
             assert not corrupt
+            # a file refused only for removed scikit-learn classes raises LegacyFormatError
+            assert foreign or _canonical_names(exc.types) - REMOVED, exc.types
             assert foreign <= set(exc.types), f"missing from the error: {foreign - set(exc.types)}"
             extra = set(exc.types) - foreign
             assert all(_excluded(n) for n in extra), f"undocumented refusals: {extra}"
-            assert foreign or extra
             return
         except safeload.FormatError as exc:
             assert not foreign, "a file with foreign globals must be refused by the audit"

@@ -11,7 +11,10 @@ What the script does
    into one group per category by :func:`classify` (rules + the tables below).
 3. Writes the ``never`` list (:data:`NEVER_GROUPS`, expanded to the spelling where each object
    lives, e.g. ``os.system`` -> ``posix.system``) and the ``excluded`` list (:data:`EXCLUDED`:
-   names real pickles use that are deliberately not trusted, with the reason).
+   names real pickles use that are deliberately not trusted, with their kind and the reason;
+   the loader reports a file whose only refused names are ``removed`` ones - classes of older
+   scikit-learn versions - or names stored only inside them (:data:`STORED_INSIDE_REMOVED`)
+   as a legacy file that needs a migration, not as untrusted).
 4. Writes the aliases: Python 2 names, ``numpy.core`` -> ``numpy._core``, old ``scipy.sparse``
    modules, scikit-learn's removed private modules (:data:`SKLEARN_MODULE_ALIASES`) ...
 5. Validates, and fails (exit 2) when: a trusted name is also in ``never``; a trusted name does
@@ -160,6 +163,7 @@ CURATED_TRUSTED: dict[Pair, tuple[str, str]] = {
 #: Spelled as the stream spells them, or in canonical form after aliases.
 #: kind: "never" (also on the never list), "removed" (must not resolve today: needs a migration),
 #: "untrusted" (exists, but not needed by scikit-learn's own objects, or unsafe to trust).
+EXCLUDED_KINDS = ("never", "removed", "untrusted")
 EXCLUDED: dict[str, tuple[str, str]] = {
     "builtins.getattr": (
         "never",
@@ -275,6 +279,14 @@ EXCLUDED: dict[str, tuple[str, str]] = {
         "that supports split files must confine the path to the file's folder and read the "
         ".npy itself without pickles",
     ),
+}
+
+#: Excluded names (kind "untrusted") that scikit-learn's own pickles store only inside removed
+#: classes, which the migration of those classes drops: written "inside" in trusted.json.  The
+#: loader treats such a name as part of a legacy file only when the file also names one of the
+#: removed classes; on its own it is untrusted like any other name.
+STORED_INSIDE_REMOVED: dict[str, list[str]] = {
+    "builtins.FutureWarning": ["sklearn.utils.deprecation.DeprecationDict"],
 }
 
 # -- never ------------------------------------------------------------------------------------
@@ -977,6 +989,8 @@ def check_excluded(
     """Excluded names must not be trusted; ``removed`` ones must not resolve; ``never`` ones
     must be on the never list."""
     for name, (kind, _reason) in sorted(EXCLUDED.items()):
+        if kind not in EXCLUDED_KINDS:
+            problems.append(f"excluded {name} has an unknown kind {kind!r}")
         pair = canonical(split_name(name))
         if pair in trusted:
             problems.append(f"excluded {name} is trusted")
@@ -984,6 +998,12 @@ def check_excluded(
             problems.append(f"excluded {name} is marked removed but resolves today")
         if kind == "never" and pair not in never:
             problems.append(f"excluded {name} is marked never but is not on the never list")
+    for name, holders in sorted(STORED_INSIDE_REMOVED.items()):
+        if EXCLUDED.get(name, ("",))[0] != "untrusted":
+            problems.append(f"{name} is stored inside removed classes but not excluded untrusted")
+        for holder in holders:
+            if EXCLUDED.get(holder, ("",))[0] != "removed":
+                problems.append(f"{name} is stored inside {holder}, which is not excluded removed")
 
 
 def completeness(
@@ -1076,7 +1096,15 @@ def render_trusted(
             ]
         },
         "excluded": [
-            {"name": name, "reason": reason} for name, (_kind, reason) in sorted(EXCLUDED.items())
+            {
+                "name": name,
+                "kind": kind,
+                "reason": reason,
+                **(
+                    {"inside": STORED_INSIDE_REMOVED[name]} if name in STORED_INSIDE_REMOVED else {}
+                ),
+            }
+            for name, (kind, reason) in sorted(EXCLUDED.items())
         ],
     }
 

@@ -811,16 +811,12 @@ def _partial(site: StaticSite) -> list[Issue]:
 _HARMLESS_ARGS = (int, float, complex, str, bytes, type(None))
 
 
-@_register(
-    "builtins:range",
-    "builtins:slice",
-    "builtins:complex",
-    "builtins:object",
-    "builtins:int",
-    "builtins:float",
-    "builtins:str",
-    "builtins:bool",
-)
+def _names_checked_by(rule) -> list[str]:
+    """The ``module:qualname`` names the loader registered ``rule`` for (one list, not two)."""
+    return sorted(f"{m}:{q}" for (m, q), fn in constraints.REGISTRY.items() if fn is rule)
+
+
+@_register(*_names_checked_by(constraints._harmless_builtin))
 def _harmless_builtin(site: StaticSite) -> list[Issue]:
     for value in (*site.args, *site.kwargs.values()):
         built = site.dtypes.result_type(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from ..graph import ParseContext
 from ..limits import Limits
-from ..policy import Policy, format_name
+from ..policy import Policy, Verdict, format_name
 from ..readers.joblib_reader import JOBLIB_MODULES
 from ..report import RULES, SEVERITIES, Finding, GlobalRecord, ScanReport, StreamRecord
 from .graphcheck import GraphSummary
@@ -63,6 +63,8 @@ class Collector:
         self.findings: list[Finding] = []
         self.streams: list[StreamRecord] = []
         self._globals: dict[tuple[str, str], GlobalRecord] = {}
+        #: removed globals, and untrusted ones whose verdict depends on them (settled in report())
+        self._verdicts: dict[tuple[str, str], Verdict] = {}
         self._seen: set[tuple[str, str, str | None]] = set()
         #: members of an archive already read (budget of decompressed bytes)
         self.budget = limits.max_decompressed_bytes
@@ -142,9 +144,7 @@ class Collector:
         reason = verdict.reason
         if verdict.canonical != pair and not verdict.trusted:
             reason += f" (read as {format_name(verdict.canonical)})"
-        state = (
-            "trusted" if verdict.trusted else ("dangerous" if verdict.dangerous else "untrusted")
-        )
+        state = verdict.state
         if consumed:
             # the reader replaced it (a joblib array wrapper): the audit skips it, never built
             state = "trusted"
@@ -156,6 +156,14 @@ class Collector:
                 "joblib's array wrapper outside a joblib array position (the reader replaces "
                 "wrappers; it is never built)"
             )
+        if state == "removed" or (
+            state == "untrusted"
+            and verdict.canonical in self.policy.inside_removed
+            and not (pair[0] in JOBLIB_MODULES and ctx is not None)
+        ):
+            # a name stored only inside a removed class is a legacy name when the file names
+            # that class too: its finding waits for report()
+            self._verdicts[pair] = verdict
         record = GlobalRecord(
             name=name,
             verdict=state,
@@ -169,8 +177,10 @@ class Collector:
         self._globals[pair] = record
         if state == "dangerous":
             self.add("dangerous-global", f"{name}: {reason}", offset=offset, location=location)
-        elif state == "untrusted":
+        elif state == "untrusted" and pair not in self._verdicts:
             self.add("untrusted-global", f"{name}: {reason}", offset=offset, location=location)
+        elif state == "removed":
+            self.add("removed-global", f"{name}: {reason}", offset=offset, location=location)
 
     def first_offset(self, pair: tuple[str, str] | None) -> tuple[int | None, str | None]:
         record = self._globals.get(pair) if pair is not None else None
@@ -193,7 +203,27 @@ class Collector:
             self.protocol = protocol
 
     # -- result --------------------------------------------------------------------------------
+    def _settle_untrusted(self) -> None:
+        """Add the findings of the untrusted names whose verdict depends on the whole file."""
+        legacy = self.policy.legacy_names(self._verdicts.values())
+        for pair, verdict in self._verdicts.items():
+            record = self._globals[pair]
+            if verdict.removed:
+                continue
+            rule = "untrusted-global"
+            if pair in legacy:
+                rule, record.verdict = "removed-global", "removed"
+                record.reason = legacy[pair] + record.reason[len(verdict.reason) :]
+            self.add(
+                rule,
+                f"{record.name}: {record.reason}",
+                offset=record.offset,
+                location=record.location,
+            )
+        self._verdicts.clear()
+
     def report(self) -> ScanReport:
+        self._settle_untrusted()
         rank = {s: i for i, s in enumerate(SEVERITIES)}
         findings = sorted(
             self.findings,
