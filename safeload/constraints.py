@@ -88,16 +88,23 @@ REGISTRY: dict[Pair, Callable[[CallSite], Any]] = {}
 _CLASS_RULES: list[tuple[type, Callable[[CallSite], Any]]] = []
 
 
-def register(*pairs: str) -> Callable:
-    """Register a rule for exact canonical names ``"module:qualname"``."""
+def registrar(table: dict[Pair, Callable]) -> Callable[..., Callable]:
+    """A ``@register("module:qualname", ...)`` decorator that fills ``table`` (exact names)."""
 
-    def deco(fn):
-        for text in pairs:
-            module, _, qualname = text.partition(":")
-            REGISTRY[(module, qualname)] = fn
-        return fn
+    def register_in(*pairs: str) -> Callable:
+        def deco(fn):
+            for text in pairs:
+                module, _, qualname = text.partition(":")
+                table[(module, qualname)] = fn
+            return fn
 
-    return deco
+        return deco
+
+    return register_in
+
+
+#: Register a rule of the build stage for exact canonical names ``"module:qualname"``.
+register = registrar(REGISTRY)
 
 
 def _forbid(site: CallSite, operation: str, why: str) -> ForbiddenOperationError:

@@ -368,14 +368,7 @@ def is_value_function(policy: Policy, pair: Pair) -> bool:
 STATIC_RULES: dict[Pair, Callable[[StaticSite], list[Issue] | None]] = {}
 
 
-def _register(*names: str):
-    def deco(fn):
-        for text in names:
-            module, _, qualname = text.partition(":")
-            STATIC_RULES[(module, qualname)] = fn
-        return fn
-
-    return deco
+_register = constraints.registrar(STATIC_RULES)
 
 
 # --------------------------------------------------------------------------- helpers
