@@ -110,9 +110,12 @@ def get_int(
     ValidationError
         If the value is not an integer or is out of range.
     """
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        fail(obj, f"{field} = {_short(value)} is not an integer")
-    ivalue = int(value)
+    if type(value) is int:  # the common case, without the numbers.Integral ABC check
+        ivalue = value
+    else:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+            fail(obj, f"{field} = {_short(value)} is not an integer")
+        ivalue = int(value)
     if (lo is not None and ivalue < lo) or (hi is not None and ivalue > hi):
         lo_s = "-inf" if lo is None else str(lo)
         hi_s = "inf" if hi is None else str(hi)

@@ -90,9 +90,11 @@ def validate_tree(tree: object, limits: Limits) -> None:
     n_classes = get_array(tree, "n_classes", tree.n_classes, ndim=1, kinds="iu")
     if n_classes.shape[0] != n_outputs:
         fail(tree, f"n_classes has {n_classes.shape[0]} entries, n_outputs = {n_outputs}")
-    check_range(tree, "n_classes", n_classes, 1, np.iinfo(np.intp).max)
-    if int(n_classes.max()) != max_n_classes:
-        fail(tree, f"max_n_classes = {max_n_classes} but max(n_classes) = {int(n_classes.max())}")
+    classes = n_classes.tolist()  # a handful of entries: Python beats ufunc reductions here
+    if min(classes) < 1 or max(classes) >= _INTP_MAX:
+        check_range(tree, "n_classes", n_classes, 1, _INTP_MAX)
+    if max(classes) != max_n_classes:
+        fail(tree, f"max_n_classes = {max_n_classes} but max(n_classes) = {max(classes)}")
 
     capacity = get_int(tree, "capacity", tree.capacity, 0)
     node_count = get_int(tree, "node_count", tree.node_count, None)
@@ -159,6 +161,7 @@ def validate_tree(tree: object, limits: Limits) -> None:
 
 
 _I8 = np.dtype(np.int64)
+_INTP_MAX = int(np.iinfo(np.intp).max)
 
 
 def _fast_nodes_ok(nodes: np.ndarray, node_count: int, n_features: int, max_depth: int) -> bool:
