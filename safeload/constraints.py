@@ -35,7 +35,7 @@ from ._text import describe
 from .errors import ForbiddenOperationError, LimitExceededError
 from .limits import Limits
 
-__all__ = ["CallSite", "Replace", "check_call", "rule_for", "REGISTRY", "register"]
+__all__ = ["CallSite", "Replace", "rule_for", "REGISTRY", "register", "registrar"]
 
 Pair = tuple[str, str]
 
@@ -145,21 +145,6 @@ def _call_of_value_or_newobj(site: CallSite) -> None:
         "this function is trusted as a value an estimator may store (e.g. a score function), "
         "but a file may not call it while loading",
     )
-
-
-def check_call(site: CallSite) -> Any:
-    """Check one call; return ``None`` or a :class:`Replace`.
-
-    Raises
-    ------
-    ForbiddenOperationError
-        Calling a value-only function, or a reconstructor with an argument that would make it
-        construct or call something the policy does not trust.
-    LimitExceededError
-        An argument that asks for an allocation beyond the limits.
-    """
-    rule = rule_for(site.pair, site.func, site.kind)
-    return None if rule is None else rule(site)
 
 
 def _expect_trusted_type(site: CallSite, obj: Any, role: str) -> type:

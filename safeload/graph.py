@@ -69,7 +69,6 @@ class ParseContext:
     __slots__ = (
         "globals",
         "forbidden",
-        "n_nodes",
         "global_order",
         "global_offsets",
         "consumed",
@@ -84,7 +83,6 @@ class ParseContext:
         #: where the position is unknown.  The C path gets them from ``StreamInfo`` instead.
         self.global_offsets: list[int | None] = []
         self.forbidden: list[tuple[str, str]] = []
-        self.n_nodes = 0
         #: globals the reader itself replaced (joblib array wrappers): never resolved or built
         self.consumed: set[tuple[str, str]] = set()
 

@@ -124,12 +124,9 @@ def open_source(file: Any, limits: Limits):
         raise FormatError("the file object is in text mode; open it with 'rb'")
     data = bytes(data)
     limits.check("max_file_bytes", len(data), "input size")
-    yield Source(
-        data,
-        None,
-        getattr(file, "name", None) if isinstance(getattr(file, "name", None), str) else None,
-        str(getattr(file, "name", "<file object>")),
-    )
+    name = getattr(file, "name", None)
+    path = name if isinstance(name, str) else None
+    yield Source(data, None, path, str(name) if name is not None else "<file object>")
 
 
 def _open_url(url: str, limits: Limits) -> Source:

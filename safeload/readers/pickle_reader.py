@@ -8,7 +8,6 @@ first so the C unpickler never sees the few opcodes that hurt it.
 
 from __future__ import annotations
 
-import copyreg
 import io
 import pickle
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 
 from .._text import describe
 from ..errors import FormatError, LimitExceededError, SafeloadError
-from ..graph import Call, New, ParseContext
+from ..graph import ParseContext
 from ..limits import Limits
 from .opscan import StreamInfo, scan_opcodes
 
@@ -176,13 +175,11 @@ def parse_pickle(
         ctx.forbidden.append(
             (
                 "out-of-band-buffer",
-                f"{'NEXT_BUFFER/READONLY_BUFFER'} at offset {info.buffer_offsets[0]}: out-of-band "
+                f"NEXT_BUFFER/READONLY_BUFFER at offset {info.buffer_offsets[0]}: out-of-band "
                 "buffers are not part of the file",
             )
         )
         return ParsedStream(None, ctx, info)
-    if copyreg._extension_registry or copyreg._extension_cache:  # pragma: no cover - defensive
-        pass  # EXT opcodes were excluded above, so the registry can not be reached.
     stream = file if file is not None else io.BytesIO(data)
     unpickler = InertUnpickler(stream, ctx, limits)
     try:
@@ -208,6 +205,3 @@ def parse_pickle(
         unpickler.memo = {}
         del unpickler
     return ParsedStream(root, ctx, info)
-
-
-NODE_TYPES = (Call, New)

@@ -267,6 +267,32 @@ def check_single_parent(
         )
 
 
+def check_children(
+    obj: object,
+    fields: tuple[str, str],
+    left: np.ndarray,
+    right: np.ndarray,
+    internal: np.ndarray,
+    n_nodes: int,
+) -> None:
+    """The child-index checks every tree-shaped node array needs, in one place.
+
+    ``left``/``right`` are the children of the internal nodes ``internal``: each in
+    ``[0, n_nodes)`` and after its parent (:func:`check_range`, :func:`check_forward`), and
+    every node but the root with exactly one parent (:func:`check_single_parent`).
+
+    Raises
+    ------
+    ValidationError
+        For the first bad child, named with ``fields`` (the left and right field names).
+    """
+    check_range(obj, fields[0], left, 0, n_nodes, internal)
+    check_range(obj, fields[1], right, 0, n_nodes, internal)
+    check_forward(obj, fields[0], left, internal)
+    check_forward(obj, fields[1], right, internal)
+    check_single_parent(obj, n_nodes, left, right)
+
+
 def check_flag(
     obj: object, field: str, values: np.ndarray, positions: np.ndarray | None = None
 ) -> None:

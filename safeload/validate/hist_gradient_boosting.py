@@ -23,10 +23,9 @@ from ..limits import Limits
 from . import register
 from ._common import (
     MISSING,
+    check_children,
     check_flag,
-    check_forward,
     check_range,
-    check_single_parent,
     fail,
     get_array,
     get_int,
@@ -107,11 +106,7 @@ def validate_tree_predictor(pred: object, limits: Limits) -> None:
     internal = np.flatnonzero(is_leaf == 0)
     left = nodes["left"][internal].astype(np.int64)
     right = nodes["right"][internal].astype(np.int64)
-    check_range(pred, "nodes['left']", left, 0, n, internal)
-    check_range(pred, "nodes['right']", right, 0, n, internal)
-    check_forward(pred, "nodes['left']", left, internal)
-    check_forward(pred, "nodes['right']", right, internal)
-    check_single_parent(pred, n, left, right)
+    check_children(pred, ("nodes['left']", "nodes['right']"), left, right, internal, n)
     feature = nodes["feature_idx"][internal]
     check_range(pred, "nodes['feature_idx']", feature, 0, np.iinfo(np.intp).max, internal)
     is_cat = nodes["is_categorical"][internal]

@@ -29,10 +29,9 @@ from ..limits import Limits
 from . import register
 from ._common import (
     MISSING,
+    check_children,
     check_flag,
-    check_forward,
     check_range,
-    check_single_parent,
     fail,
     get_array,
     get_int,
@@ -143,13 +142,11 @@ def validate_tree(tree: object, limits: Limits) -> None:
     internal = np.flatnonzero(~leaf_l)
     child_l = left[internal]
     child_r = right[internal]
-    check_range(tree, "children_left", child_l, 0, node_count, internal)
-    check_range(tree, "children_right", child_r, 0, node_count, internal)
-    check_forward(tree, "children_left", child_l, internal)
-    check_forward(tree, "children_right", child_r, internal)
+    check_children(
+        tree, ("children_left", "children_right"), child_l, child_r, internal, node_count
+    )
     check_range(tree, "feature", nodes["feature"][internal], 0, n_features, internal)
     check_flag(tree, "missing_go_to_left", nodes["missing_go_to_left"][internal], internal)
-    check_single_parent(tree, node_count, child_l, child_r)
 
     depth = tree_depth(node_count, internal, child_l, child_r)
     if depth > max_depth:
