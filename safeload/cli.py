@@ -500,5 +500,70 @@ def _write(
             fh.close()
 
 
+# --------------------------------------------------------------------------- inspect
+@main.command("inspect")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+    show_default=True, help="Output format.",
+)  # fmt: skip
+@click.option(
+    "--show", type=click.Choice(["all", "untrusted"]), default="all", show_default=True,
+    help="The whole tree, or only the paths leading to untrusted or forbidden things.",
+)  # fmt: skip
+@click.option(
+    "-t", "--trusted", multiple=True, metavar="NAME",
+    help="Also trust this exact module.qualname (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
+)  # fmt: skip
+@click.option("--max-depth", type=click.IntRange(1, 100), default=24, show_default=True,
+              help="Deepest object nesting shown.")  # fmt: skip
+@click.option("--max-children", type=click.IntRange(1, 100_000), default=25, show_default=True,
+              help="Most children and entries shown per object.")  # fmt: skip
+def inspect_command(
+    path: str,
+    output_format: str,
+    show: str,
+    trusted: tuple[str, ...],
+    policy_file: str | None,
+    max_depth: int,
+    max_children: int,
+) -> None:
+    """Show the object tree of a model file without building it.
+
+    Class, non-default params, fitted attributes (shape and dtype, never the data), nested
+    estimators and the trust verdict of every type, for pickle, joblib and skops files.
+
+    Exit status: 0 every type trusted, 1 an untrusted type or a forbidden operation, 2 usage
+    error or a file that can not be read.
+    """
+    from .errors import SafeloadError
+    from .inspection import inspect as inspect_file
+
+    try:
+        policy = load_policy_pack(policy_file).extend(list(trusted) or None)
+    except (PolicyError, OSError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        report = inspect_file(path, policy=policy, max_depth=max_depth,
+                              max_children=max_children)  # fmt: skip
+    except (SafeloadError, OSError, NotImplementedError) as exc:
+        click.echo(f"safeload: {path}: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(EXIT_ERROR) from exc
+    if output_format == "json":
+        click.echo(report.to_json(show))
+    else:
+        from rich.console import Console
+
+        terminal = sys.stdout.isatty()
+        console = Console(width=None if terminal else 160, soft_wrap=not terminal,
+                          highlight=False)  # fmt: skip
+        report.render(console, show)
+    raise SystemExit(EXIT_CLEAN if report.trusted else EXIT_UNSAFE)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="safeload")
