@@ -46,7 +46,13 @@ class Limits:
     max_globals : int
         Most distinct globals one file may name. Default 10_000.
     max_int_bytes : int
-        Longest binary integer literal (``LONG1``/``LONG4``), in bytes. Default 1 MiB.
+        Longest binary integer literal (``LONG1``/``LONG4``; a safe-format ``int``), in bytes.
+        Default 1 MiB.
+    max_json_bytes : int
+        Largest JSON member of a safe-format file (``graph.json``, ``manifest.json``), in bytes
+        after decompression. Default 256 MiB (a 200k-term vocabulary takes about 4 MiB).
+    max_members : int
+        Most members in a safe-format (zip) file. Default 1,000,000.
     """
 
     max_file_bytes: int = 16 * _GiB
@@ -59,6 +65,8 @@ class Limits:
     max_items: int = 20_000_000
     max_globals: int = 10_000
     max_int_bytes: int = 1 << 20
+    max_json_bytes: int = 256 << 20
+    max_members: int = 1_000_000
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -68,6 +68,8 @@ FORMATS: dict[str, tuple[str, Any]] = {
 }
 if HAS_LZ4:
     FORMATS["joblib-lz4"] = ("joblib", ("lz4", 3))
+FORMATS["safe"] = ("safeload", None)
+FORMATS["safe-deflate"] = ("safeload", "deflate")
 
 
 def dump(obj: Any, fmt: str, path: Path) -> Path:
@@ -76,6 +78,10 @@ def dump(obj: Any, fmt: str, path: Path) -> Path:
     if kind == "pickle":
         with open(path, "wb") as fh:
             pickle.dump(obj, fh, protocol=arg)
+    elif kind == "safeload":
+        import safeload
+
+        safeload.dump(obj, path, compression=arg)
     else:
         joblib.dump(obj, path, compress=arg)
     return path

@@ -16,7 +16,7 @@ from .joblib_reader import JOBLIB_MODULES, parse_joblib
 from .npy import NPY_MAGIC
 from .pickle_reader import ParsedStream, parse_pickle
 
-__all__ = ["read_source", "ParsedStream", "detect_format"]
+__all__ = ["read_source", "ParsedStream", "detect_format", "zip_reader_for"]
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 #: Opcodes a pickle stream can start with (PROTO, or the first value of a protocol 0/1 stream).
@@ -50,6 +50,28 @@ def detect_format(head: bytes) -> str:
         # first value: a MARK, a global, an empty container or a literal
         return "pickle"
     raise FormatError(f"unknown file format (starts with {head[:8]!r})")
+
+
+def zip_reader_for(src: Source):
+    """The loader for a zip-based model file, or None when ``src`` is not a zip archive.
+
+    Returns ``load_archive`` for safe-format files (first member ``arrays/000000.npy`` or
+    ``graph.json``, ``FORMAT.md`` §2.1) and the skops loader for ``.skops`` archives (a
+    ``schema.json`` member); other zip archives are left to :func:`read_source`, which refuses
+    them.  Imports lazily: the format package depends on the build stage.
+    """
+    head = src.head(64)
+    if not head.startswith(b"PK\x03\x04"):
+        return None
+    from ..format.archive import is_safe_archive, load_archive
+
+    if is_safe_archive(head):
+        return load_archive
+    from .skops_reader import is_skops_archive, load_skops
+
+    if is_skops_archive(src):
+        return load_skops
+    return None
 
 
 def read_source(src: Source, limits: Limits) -> ParsedStream:

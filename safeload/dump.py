@@ -1,0 +1,280 @@
+"""Public entry points of the safe format: :func:`dump` and :func:`dumps`."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import os
+import platform
+import shutil
+import tempfile
+from typing import IO, Any
+
+from .api import make_policy
+from .format.archive import write_archive
+from .limits import DEFAULT_LIMITS, Limits
+from .policy import Policy
+
+__all__ = ["dump", "dumps", "producer_versions"]
+
+
+def producer_versions() -> dict[str, str]:
+    """Versions of the running stack, as the manifest records them (§3.2)."""
+    import numpy
+    import scipy
+    import sklearn
+
+    from . import __version__
+
+    return {
+        "safeload": __version__,
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _created(created: Any) -> str:
+    if created is None:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        when = (
+            _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
+            if epoch
+            else _dt.datetime.now(_dt.timezone.utc)
+        )
+    elif isinstance(created, _dt.datetime):
+        when = created.astimezone(_dt.timezone.utc) if created.tzinfo else created
+    else:
+        raise TypeError("created must be a datetime or None")
+    return when.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def _str_map(value: Any, what: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError(f"{what} must map str to str")
+    return dict(value)
+
+
+def _cv_score(cv_score: Any) -> dict | None:
+    if cv_score is None:
+        return None
+    if isinstance(cv_score, (int, float)) and not isinstance(cv_score, bool):
+        cv_score = {"value": cv_score}
+    if not isinstance(cv_score, dict) or "value" not in cv_score:
+        raise TypeError("cv_score must be a number or a dict with 'value' (and 'scoring', 'cv')")
+    unknown = set(cv_score) - {"value", "scoring", "cv", "std", "n_splits"}
+    if unknown:
+        raise TypeError(f"cv_score has unknown keys {sorted(unknown)}")
+    out: dict[str, Any] = {"value": float(cv_score["value"])}
+    for key in ("scoring", "cv"):
+        if cv_score.get(key) is not None:
+            item = cv_score[key]
+            out[key] = (
+                item if isinstance(item, (str, int)) and not isinstance(item, bool) else str(item)
+            )
+    for key in ("std",):
+        if cv_score.get(key) is not None:
+            out[key] = float(cv_score[key])
+    if cv_score.get("n_splits") is not None:
+        out["n_splits"] = int(cv_score["n_splits"])
+    return out
+
+
+def build_manifest(
+    *,
+    metadata: Any = None,
+    training_data: Any = None,
+    source: Any = None,
+    cv_score: Any = None,
+    created: Any = None,
+    extra: dict | None = None,
+) -> dict:
+    """The manifest fields :func:`dump` writes besides ``members`` (§3).
+
+    Raises
+    ------
+    TypeError
+        A field of the wrong type.
+    """
+    if training_data is not None and not isinstance(training_data, (str, dict)):
+        raise TypeError("training_data must be a str reference or a dict of str")
+    if isinstance(training_data, dict):
+        training_data = _str_map(training_data, "training_data")
+    if source is not None and not isinstance(source, str):
+        raise TypeError("source must be a str (code, a path, or a reference such as a commit URL)")
+    manifest: dict[str, Any] = {
+        "created": _created(created),
+        "producer": producer_versions(),
+        "training_data": training_data,
+        "source": source,
+        "cv_score": _cv_score(cv_score),
+        "metadata": _str_map(metadata, "metadata") or {},
+    }
+    manifest.update(extra or {})
+    return manifest
+
+
+def dump(
+    obj: Any,
+    file: Any,
+    *,
+    metadata: dict[str, str] | None = None,
+    training_data: str | dict[str, str] | None = None,
+    source: str | None = None,
+    cv_score: float | dict | None = None,
+    compression: str | None = None,
+    probe: Any = None,
+    created: _dt.datetime | None = None,
+    trusted: Any = None,
+    policy: Policy | None = None,
+    limits: Limits | None = None,
+) -> dict:
+    """Write ``obj`` (an estimator, or any trusted object graph) as a safe-format file.
+
+    The file is a zip of JSON and ``.npy`` members that holds data only (``docs/FORMAT.md``);
+    it records the provenance scikit-learn's model persistence guide asks to keep with a
+    model: library versions, a reference to the training data, the source, the
+    cross-validation score.
+
+    Parameters
+    ----------
+    obj : object
+        Every class and function it references must be trusted by the policy
+        (:meth:`Policy.default` plus ``trusted``), so that every file ``dump`` writes loads.
+    file : str, os.PathLike or binary file object
+        A path is written atomically (a temporary file in the same directory, then
+        ``os.replace``); a file object receives the finished archive.
+    metadata : dict of str to str, optional
+        Free, informational; never changes how the file loads.
+    training_data : str or dict of str to str, optional
+        A reference to an immutable snapshot of the training data (a URL with a version or
+        hash).
+    source : str, optional
+        The code that trained the model, or a reference to it (a commit URL).
+    cv_score : float or dict, optional
+        ``{"value": float, "scoring": str, "cv": int or str}``; :func:`safeload.verify`
+        recomputes it when given data.
+    compression : {None, "deflate"}
+        Deflate every member (smaller; arrays can no longer be memory-mapped).
+    probe : array-like, optional
+        Input rows to store with the outputs of every prediction method (issue "Inspect and
+        verify"); capped to the first 100 rows and 1 MiB.
+    created : datetime, optional
+        Creation time to record (default: ``SOURCE_DATE_EPOCH`` when set, else now, UTC).
+        Dumping the same object with the same ``created`` gives byte-identical files.
+    trusted, policy
+        As for :func:`safeload.load`.
+    limits : Limits, optional
+        ``max_depth`` bounds the walk.
+
+    Returns
+    -------
+    dict
+        The manifest written.
+
+    Raises
+    ------
+    UntrustedTypesError
+        Listing every class or function the policy would not load back (lambdas, ``__main__``
+        classes, other libraries' types); nothing is written.
+    FormatError
+        A value the format cannot represent.
+    TypeError
+        A provenance argument of the wrong type.
+    """
+    write = _make_writer(
+        obj,
+        metadata=metadata,
+        training_data=training_data,
+        source=source,
+        cv_score=cv_score,
+        compression=compression,
+        probe=probe,
+        created=created,
+        trusted=trusted,
+        policy=policy,
+        limits=limits,
+    )
+    if isinstance(file, (str, os.PathLike)):
+        return _atomic_write(os.fspath(file), write)
+    if not hasattr(file, "write"):
+        raise TypeError(f"cannot write to a {type(file).__name__}: pass a path or a binary file")
+    with tempfile.TemporaryFile() as tmp:  # the archive is finished before the caller sees it
+        result = write(tmp)
+        tmp.seek(0)
+        shutil.copyfileobj(tmp, file, 1 << 20)
+    return result
+
+
+def _make_writer(
+    obj: Any, *, probe: Any, trusted: Any, policy: Any, limits: Any, compression: Any, **fields: Any
+):
+    limits = limits or DEFAULT_LIMITS
+    pol = make_policy(trusted, policy)
+    extra_roots = None
+    manifest_extra: dict[str, Any] = {}
+    if probe is not None:
+        from .probe import make_probe
+
+        extra_roots, manifest_extra["probe"] = make_probe(obj, probe)
+    manifest = build_manifest(extra=manifest_extra, **fields)
+
+    def write(fh: IO[bytes]) -> dict:
+        return write_archive(
+            obj,
+            fh,
+            policy=pol,
+            limits=limits,
+            manifest=manifest,
+            compression=compression,
+            extra_roots=extra_roots,
+        )
+
+    return write
+
+
+def _atomic_write(path: str, write: Any) -> dict:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            result = write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return result
+
+
+def dumps(obj: Any, **kwargs: Any) -> bytes:
+    """Like :func:`dump`, returning the file's bytes.
+
+    Parameters
+    ----------
+    obj : object
+    **kwargs
+        As for :func:`dump`.
+
+    Raises
+    ------
+    UntrustedTypesError, FormatError, TypeError
+        As for :func:`dump`.
+    """
+    kwargs.setdefault("probe", None)
+    kwargs.setdefault("trusted", None)
+    kwargs.setdefault("policy", None)
+    kwargs.setdefault("limits", None)
+    kwargs.setdefault("compression", None)
+    buf = io.BytesIO()
+    _make_writer(obj, **kwargs)(buf)
+    return buf.getvalue()

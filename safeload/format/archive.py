@@ -1,0 +1,691 @@
+"""Read and write whole safe-format archives (``docs/FORMAT.md``).
+
+Member layout (§2): ``arrays/000000.npy`` … in graph order, then ``graph.json``, then
+``manifest.json``; every other name is refused.  Writing streams each array to the file as the
+export walk meets it, hashing it on a worker thread meanwhile; reading checks the zip structure,
+the manifest, the hash of every member and every limit, and audits every global of the graph
+*before* any array is read or anything is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import mmap
+import os
+import re
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from ..build import Builder
+from ..errors import FormatError, IntegrityError, LimitExceededError
+from ..limits import Limits
+from ..policy import Policy
+from ..source import Source
+from .decode import Decoder, decode_globals
+from .encode import Encoder
+from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
+from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, read_index
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "SafeFile",
+    "write_archive",
+    "open_archive",
+    "read_arrays",
+    "is_safe_archive",
+]
+
+FORMAT_NAME = "safeload"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPH = "graph.json"
+_MEMBER = re.compile(r"(?:manifest\.json|graph\.json|arrays/[0-9]{6,9}\.npy)\Z")
+_CHUNK = 8 << 20
+#: arrays at least this large are read with ``readinto`` and hashed on a worker thread
+_LARGE = 1 << 20
+#: files up to this size are read into memory at once rather than through the map
+_SMALL_FILE = 16 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def array_member(index: int) -> str:
+    """Member name of array ``index`` (§2.2)."""
+    return f"arrays/{index:06d}.npy"
+
+
+def is_safe_archive(head: bytes) -> bool:
+    """True when the first local header names ``arrays/000000.npy`` or ``graph.json`` (§2.1)."""
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return False
+    name_len = int.from_bytes(head[26:28], "little")
+    name = head[30 : 30 + name_len]
+    return name in (b"arrays/000000.npy", b"graph.json")
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+class _Hasher:
+    """SHA-256 and CRC-32 of member data, on one worker thread for large members.
+
+    ``hashlib`` and ``zlib.crc32`` release the GIL on large buffers, so hashing one chunk runs
+    on the second core while the main thread writes the next one.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safeload-hash")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _hash_chunks(state: list, chunk: Any) -> None:
+    state[0].update(chunk)
+    state[1] = zlib.crc32(chunk, state[1])
+
+
+def _raw_bytes(arr: np.ndarray) -> np.ndarray:
+    """The array's bytes in memory order as a 1-d uint8 view (no copy)."""
+    if arr.size == 0 or arr.dtype.itemsize == 0:
+        return np.empty(0, np.uint8)
+    flat = arr.ravel(order="F" if not arr.flags.c_contiguous else "C")
+    return flat.view(np.uint8)
+
+
+@dataclass
+class _WriteState:
+    writer: ZipWriter
+    method: int
+    hasher: _Hasher
+    members: dict[str, dict] = field(default_factory=dict)
+
+
+def _emit_array(state: _WriteState, index: int, arr: np.ndarray) -> None:
+    name = array_member(index)
+    fortran = not arr.flags.c_contiguous
+    header = header_bytes(arr.dtype, fortran, arr.shape)
+    raw = _raw_bytes(arr)
+    sink = state.writer.begin(name, state.method)
+    h = hashlib.sha256(header)
+    sink.write(header)
+    if raw.nbytes < _LARGE:
+        h.update(raw)
+        sink.write(raw)
+    else:
+        acc = [h, sink.crc]
+        pool = state.hasher.pool()
+        futures = []
+        for start in range(0, raw.nbytes, _CHUNK):
+            chunk = raw[start : start + _CHUNK]
+            futures.append(pool.submit(_hash_chunks, acc, chunk))
+            sink.write(chunk, crc=False)  # the worker continues the CRC in order
+        for fut in futures:
+            fut.result()
+        sink.crc = acc[1]
+    sink.close()
+    state.members[name] = {"size": len(header) + raw.nbytes, "sha256": h.hexdigest()}
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
+
+
+def write_archive(
+    obj: Any,
+    fileobj: IO[bytes],
+    *,
+    policy: Policy,
+    limits: Limits,
+    manifest: dict,
+    compression: str | None = None,
+    extra_roots: dict | None = None,
+) -> dict:
+    """Write ``obj`` as a safe-format archive to the seekable ``fileobj`` (at offset 0).
+
+    Parameters
+    ----------
+    obj : object
+        What to store; every global it needs must be trusted by ``policy``.
+    fileobj : binary file object
+        Seekable, empty.
+    policy : Policy
+    limits : Limits
+        ``max_depth`` bounds the walk.
+    manifest : dict
+        Manifest fields besides ``format``, ``format_version`` and ``members``.
+    compression : {None, "deflate"}
+        ``"deflate"`` compresses every member (arrays can then not be memory-mapped).
+    extra_roots : dict, optional
+        More top-level graph values (``"probe"``), encoded with the same tables.
+
+    Returns
+    -------
+    dict
+        The manifest written.
+
+    Raises
+    ------
+    UntrustedTypesError
+        Listing everything the policy would not load back (nothing usable is written).
+    FormatError
+        A value the format cannot represent.
+    """
+    methods = {None: STORED, "none": STORED, "deflate": DEFLATED}
+    if compression not in methods:
+        raise ValueError(f"compression must be None or 'deflate', got {compression!r}")
+    writer = ZipWriter(fileobj)
+    hasher = _Hasher()
+    state = _WriteState(writer, methods[compression], hasher)
+    try:
+        encoder = Encoder(policy, lambda i, a: _emit_array(state, i, a), limits.max_depth)
+        doc = encoder.document(obj)
+        for key, value in (extra_roots or {}).items():
+            doc[key] = encoder.enc(value, 0)
+        encoder.check_trusted()
+    finally:
+        hasher.close()
+    graph = _json_bytes(doc)
+    writer.write_member(GRAPH, graph, state.method)
+    state.members[GRAPH] = {"size": len(graph), "sha256": hashlib.sha256(graph).hexdigest()}
+    full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest}
+    full["members"] = state.members
+    writer.write_member(MANIFEST, _json_bytes(full), state.method)
+    writer.finish()
+    return full
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+@dataclass
+class SafeFile:
+    """A parsed safe-format archive: structure, manifest and graph, no array data read.
+
+    Attributes
+    ----------
+    index : dict of str to ZipMember
+    manifest : dict
+    doc : dict
+        ``graph.json``: ``globals``, ``arrays``, ``root`` (and ``probe`` when stored).
+    """
+
+    index: dict[str, ZipMember]
+    manifest: dict
+    doc: dict
+
+
+def _bad(rule: str, message: str) -> FormatError:
+    return FormatError(f"safe format rule {rule}: {message}")
+
+
+def _member_bytes(data: Any, member: ZipMember, limit: int, limit_name: str) -> bytes:
+    if member.size > limit:
+        raise LimitExceededError(limit_name, member.size, limit, member.name)
+    raw = bytes(data[member.data_offset : member.data_offset + member.compressed_size])
+    if member.method == DEFLATED:
+        d = zlib.decompressobj(-15)
+        try:
+            raw = d.decompress(raw, member.size + 1)
+        except zlib.error as exc:
+            raise _bad("Z9", f"{member.name}: corrupt deflate data ({exc})") from None
+        if len(raw) != member.size or not d.eof or d.unconsumed_tail or d.unused_data:
+            raise _bad("Z9", f"{member.name}: deflate data does not match its declared size")
+    return raw
+
+
+def _pairs_hook(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _bad("J2", "a JSON object repeats a key")
+    return out
+
+
+def _parse_json(raw: bytes, name: str) -> Any:
+    try:
+        return json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_pairs_hook, parse_constant=_no_constant
+        )
+    except FormatError:
+        raise
+    except RecursionError:
+        raise LimitExceededError("max_depth", 0, 0, f"JSON nesting of {name}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad("J1", f"{name} is not valid UTF-8 JSON: {str(exc)[:120]}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise _bad("J1", f"JSON does not allow {name}")
+
+
+def _check_hash(raw: bytes, name: str, manifest_members: dict) -> None:
+    if hashlib.sha256(raw).hexdigest() != manifest_members[name]["sha256"]:
+        raise IntegrityError([name])
+
+
+def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
+    """Check the structure and read the manifest and graph of a safe-format archive.
+
+    Parameters
+    ----------
+    data : bytes-like or mmap.mmap
+        The whole file.
+    limits : Limits
+        ``max_members``, ``max_json_bytes``.
+    verify : bool
+        Check the SHA-256 of ``graph.json`` against the manifest.
+
+    Returns
+    -------
+    SafeFile
+
+    Raises
+    ------
+    FormatError
+        A rule of ``FORMAT.md`` broken (named in the message); a newer format version.
+    IntegrityError
+        ``graph.json`` does not match its recorded hash.
+    LimitExceededError
+    """
+    index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match)
+    names = list(index)
+    if MANIFEST not in index or GRAPH not in index:
+        raise _bad("M1", "the archive must hold manifest.json and graph.json")
+    if names[-1] != MANIFEST or names[-2] != GRAPH:
+        raise _bad("M1", "graph.json and manifest.json must be the last two members")
+    manifest = _parse_json(
+        _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes"), MANIFEST
+    )
+    check_manifest(manifest, names)
+    graph_raw = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
+    if verify:
+        _check_hash(graph_raw, GRAPH, manifest["members"])
+    elif zlib.crc32(graph_raw) != index[GRAPH].crc:
+        raise IntegrityError([GRAPH])
+    doc = _parse_json(graph_raw, GRAPH)
+    if type(doc) is not dict or not {"globals", "dtypes", "arrays", "root"} <= doc.keys():
+        raise _bad("G1", "graph.json holds globals, dtypes, arrays and root")
+    if not doc.keys() <= {"globals", "dtypes", "arrays", "root", "probe"}:
+        raise _bad("G1", f"graph.json has unknown keys {sorted(doc.keys())[:4]}")
+    arrays = doc["arrays"]
+    if type(arrays) is not list:
+        raise _bad("G1", "'arrays' is a list")
+    expected = [array_member(i) for i in range(len(arrays))] + [GRAPH, MANIFEST]
+    if names != expected:
+        raise _bad(
+            "M1", "members must be arrays/000000.npy ... in order, graph.json, manifest.json"
+        )
+    return SafeFile(index, manifest, doc)
+
+
+_MANIFEST_KEYS = {
+    "format",
+    "format_version",
+    "created",
+    "producer",
+    "members",
+    "training_data",
+    "source",
+    "cv_score",
+    "metadata",
+    "probe",
+    "converted_from",
+}
+
+
+def check_manifest(manifest: Any, names: list[str]) -> None:
+    """The checks the loader makes on ``manifest.json`` (§3; the JSON Schema in
+    ``safeload/data/manifest.schema.json`` states the same rules for other tools).
+
+    Raises
+    ------
+    FormatError
+        Not a safeload manifest, a newer format version, unknown keys, or a members table that
+        does not list exactly the archive's other members.
+    """
+    if type(manifest) is not dict or manifest.get("format") != FORMAT_NAME:
+        raise _bad("M2", 'manifest.json must say "format": "safeload"')
+    version = manifest.get("format_version")
+    if type(version) is not int or version < 1:
+        raise _bad("M2", "format_version must be a positive integer")
+    if version > FORMAT_VERSION:
+        raise _bad(
+            "M3",
+            f"the file uses format version {version}; this safeload reads up to "
+            f"{FORMAT_VERSION} — upgrade safeload",
+        )
+    missing = {"created", "producer", "members"} - manifest.keys()
+    if missing:
+        raise _bad("M2", f"manifest.json lacks {sorted(missing)}")
+    unknown = manifest.keys() - _MANIFEST_KEYS
+    if unknown:
+        raise _bad("M2", f"manifest.json has unknown keys {sorted(unknown)[:4]}")
+    members = manifest.get("members")
+    if type(members) is not dict or set(members) != set(names) - {MANIFEST}:
+        raise _bad("M4", "manifest members must list every other member of the archive exactly")
+    for name, entry in members.items():
+        if (
+            type(entry) is not dict
+            or entry.keys() != {"size", "sha256"}
+            or type(entry["size"]) is not int
+            or type(entry["sha256"]) is not str
+            or not _SHA256.match(entry["sha256"])
+        ):
+            raise _bad("M4", f"members[{name!r}] is {{size, sha256 (64 hex digits)}}")
+    metadata = manifest.get("metadata")
+    if metadata is not None and (
+        type(metadata) is not dict
+        or not all(type(k) is str and type(v) is str for k, v in metadata.items())
+    ):
+        raise _bad("M5", "metadata maps strings to strings")
+
+
+def _dtype_table(doc: dict) -> list[tuple[np.dtype, str]]:
+    """Resolve graph.json's ``dtypes`` once: (dtype, repr of numpy's descr) per entry."""
+    table = doc["dtypes"]
+    if type(table) is not list:
+        raise _bad("A1", "'dtypes' is a list of dtype descriptions")
+    out = []
+    for descr in table:
+        dtype = dtype_from_json(descr)
+        check_array_dtype(dtype)
+        out.append((dtype, repr(npformat.dtype_to_descr(dtype))))
+    return out
+
+
+def _array_spec(spec: Any, i: int, dtypes: list, limits: Limits) -> tuple:
+    """(dtype, shape, order, nbytes, header) of arrays[i], checked against rule A1."""
+    if type(spec) is not dict or len(spec) != 3:
+        raise _bad("A1", f"arrays[{i}] is {{dtype, shape, order}}")
+    try:
+        dtype_index, shape, order = spec["dtype"], spec["shape"], spec["order"]
+    except KeyError:
+        raise _bad("A1", f"arrays[{i}] is {{dtype, shape, order}}") from None
+    if type(dtype_index) is not int or not 0 <= dtype_index < len(dtypes):
+        raise _bad("A1", f"arrays[{i}].dtype indexes the dtypes table")
+    if (
+        type(shape) is not list
+        or len(shape) > 64
+        or not all(type(n) is int and n >= 0 for n in shape)
+    ):
+        raise _bad("A1", f"arrays[{i}].shape is a list of at most 64 non-negative ints")
+    if order != "C" and order != "F":
+        raise _bad("A1", f"arrays[{i}].order is C or F")
+    dtype, descr_repr = dtypes[dtype_index]
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limits.max_array_bytes:
+        raise LimitExceededError("max_array_bytes", nbytes, limits.max_array_bytes, array_member(i))
+    shape_t = tuple(shape)
+    fortran = order == "F"
+    return dtype, shape_t, order, nbytes, header_for(descr_repr, fortran, shape_t)
+
+
+def read_arrays(
+    safe: SafeFile,
+    data: Any,
+    limits: Limits,
+    *,
+    verify: bool,
+    mmap_mode: str | None = None,
+    file: IO[bytes] | None = None,
+    mapped: Any = None,
+) -> tuple[list[np.ndarray], Any]:
+    """Read and check every array member; hash them (unless ``verify`` is False) on a worker.
+
+    Returns
+    -------
+    arrays : list of numpy.ndarray
+    finish : callable
+        Waits for the hashes and raises :class:`IntegrityError` listing every member whose
+        SHA-256 differs from the manifest's.  The caller builds meanwhile (the hash is tamper
+        evidence, not a trust boundary: built content is validated either way) and calls it
+        before returning anything.
+
+    Parameters
+    ----------
+    safe : SafeFile
+    data : bytes-like or mmap.mmap
+        The whole archive.
+    limits : Limits
+    verify : bool
+        Check each member's SHA-256 against the manifest.
+    mmap_mode : {None, "r"}
+        ``"r"``: stored members become read-only views of ``mapped`` (zero-copy).
+    file : binary file object, optional
+        The same bytes as a file, to ``readinto`` large arrays without a page-fault per page.
+    mapped : mmap.mmap, optional
+        Map kept alive by the returned views (``mmap_mode="r"``).
+
+    Raises
+    ------
+    FormatError
+        A header that is not the canonical one for the declared dtype, order and shape; a size
+        mismatch; a compressed member under ``mmap_mode``.
+    IntegrityError
+        Listing every member whose hash failed.
+    LimitExceededError
+        ``max_array_bytes``, ``max_total_array_bytes``.
+    """
+    specs = safe.doc["arrays"]
+    members = safe.manifest["members"]
+    dtypes = _dtype_table(safe.doc)
+    index = safe.index
+    view = memoryview(data)
+    out: list[np.ndarray] = []
+    append = out.append
+    total = 0
+    pending: list[tuple[str, Any]] = []
+    pool: ThreadPoolExecutor | None = None
+    sha256 = hashlib.sha256
+    try:
+        for i, raw_spec in enumerate(specs):
+            dtype, shape, order, nbytes, header = _array_spec(raw_spec, i, dtypes, limits)
+            total += nbytes
+            if total > limits.max_total_array_bytes:
+                raise LimitExceededError(
+                    "max_total_array_bytes", total, limits.max_total_array_bytes, "all arrays"
+                )
+            name = array_member(i)
+            member = index[name]
+            hl = len(header)
+            if member.size != hl + nbytes:
+                raise _bad(
+                    "A3", f"{name}: {member.size} bytes, the declared array needs {hl + nbytes}"
+                )
+            if members[name]["size"] != member.size:
+                raise _bad("M4", f"{name}: size differs from the manifest's")
+            count = nbytes // dtype.itemsize if dtype.itemsize else 0
+            start = member.data_offset
+            if member.method == DEFLATED:
+                if mmap_mode:
+                    raise _bad("A4", "mmap_mode needs stored (uncompressed) members")
+                buf = _inflate(view, member)
+                if buf[:hl] != header:
+                    raise _bad("A2", f"{name}: header is not the canonical one for its entry")
+                if verify:
+                    pending.append((name, sha256(buf).hexdigest()))
+                append(_from_bytes(buf, hl, dtype, shape, count, order, copy=False))
+                continue
+            if view[start : start + hl] != header:
+                raise _bad("A2", f"{name}: header is not the canonical one for its entry")
+            if mmap_mode:
+                if verify:
+                    pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
+                append(_from_bytes(mapped, start + hl, dtype, shape, count, order, copy=False))
+                continue
+            if nbytes >= _LARGE and file is not None:
+                arr = np.empty(shape, dtype=dtype, order=order)
+                raw = _raw_bytes(arr)
+                h = sha256(header) if verify else None
+                file.seek(start + hl)
+                futures = []
+                for pos in range(0, nbytes, _CHUNK):
+                    part = raw[pos : pos + _CHUNK]
+                    if file.readinto(memoryview(part)) != part.nbytes:
+                        raise _bad("A3", f"{name}: file ended inside the array")
+                    if h is not None:
+                        if pool is None:
+                            pool = ThreadPoolExecutor(1, thread_name_prefix="safeload-hash")
+                        futures.append(pool.submit(h.update, part))
+                if h is not None and pool is not None:
+                    pending.append((name, pool.submit(_digest_after, futures, h)))
+                append(arr)
+                continue
+            if verify:
+                pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
+            append(_from_bytes(view, start + hl, dtype, shape, count, order, copy=True))
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        raise
+    finally:
+        with contextlib.suppress(BufferError):
+            view.release()
+
+    def finish() -> None:
+        try:
+            bad = []
+            for name, digest in pending:
+                if type(digest) is not str:
+                    digest = digest.result()
+                if digest != members[name]["sha256"]:
+                    bad.append(name)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if bad:
+            raise IntegrityError(bad)
+
+    return out, finish
+
+
+def _digest_after(futures: list[Future], h: Any) -> str:
+    for fut in futures:
+        fut.result()
+    return h.hexdigest()
+
+
+def _from_bytes(buf: Any, offset: int, dtype, shape, count: int, order: str, copy: bool):
+    if count == 0:
+        return np.empty(shape, dtype=dtype, order=order)
+    flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+    if copy:
+        flat = flat.copy()
+    if len(shape) == 1:
+        return flat
+    return flat.reshape(shape, order=order)
+
+
+def _inflate(data: Any, member: ZipMember) -> bytes:
+    d = zlib.decompressobj(-15)
+    raw = bytes(data[member.data_offset : member.data_offset + member.compressed_size])
+    try:
+        out = d.decompress(raw, member.size + 1)
+    except zlib.error as exc:
+        raise _bad("Z9", f"{member.name}: corrupt deflate data ({exc})") from None
+    if len(out) != member.size or not d.eof or d.unconsumed_tail or d.unused_data:
+        raise _bad("Z9", f"{member.name}: deflate data does not match its declared size")
+    return out
+
+
+def load_archive(
+    src: Source,
+    *,
+    policy: Policy,
+    limits: Limits,
+    verify: bool | None = None,
+    mmap_mode: str | None = None,
+) -> Any:
+    """Load a safe-format archive: structure → manifest → audit → arrays → build → validate.
+
+    Parameters
+    ----------
+    src : Source
+    policy : Policy
+    limits : Limits
+    verify : bool or None
+        None (default): check every member's SHA-256, except array members under
+        ``mmap_mode`` (hashing them would read every page the map is meant to leave on disk).
+        True: check all.  False: skip hashing (structure, headers and limits are still checked).
+    mmap_mode : {None, "r"}
+
+    Raises
+    ------
+    UntrustedTypesError, ForbiddenOperationError, FormatError, IntegrityError,
+    LimitExceededError, ValidationError
+    """
+    return load_parts(src, policy=policy, limits=limits, verify=verify, mmap_mode=mmap_mode)["root"]
+
+
+def load_parts(
+    src: Source,
+    *,
+    policy: Policy,
+    limits: Limits,
+    verify: bool | None = None,
+    mmap_mode: str | None = None,
+    keys: tuple[str, ...] = ("root",),
+) -> dict[str, Any]:
+    """Like :func:`load_archive`, decoding the top-level graph values ``keys`` (``"root"``,
+    ``"probe"``) with one table of shared values; adds ``"manifest"`` to the result.
+
+    Raises
+    ------
+    As :func:`load_archive`; ``FormatError`` when a requested key is absent.
+    """
+    if mmap_mode not in (None, "r"):
+        raise ValueError("mmap_mode must be None or 'r'")
+    check_json = verify is not False
+    check_arrays = verify is True or (verify is None and not mmap_mode)
+    data = src.data
+    if isinstance(data, mmap.mmap) and len(data) <= _SMALL_FILE and not mmap_mode:
+        data = data[:]  # one copy of a small file beats a page fault per page
+    safe = open_archive(data, limits, verify=check_json)
+    _context, placeholders, resolved = decode_globals(safe.doc, policy)
+    mapped = None
+    if mmap_mode:
+        if src.file is None:
+            raise ValueError("mmap_mode needs a local file path")
+        mapped = mmap.mmap(src.file.fileno(), 0, access=mmap.ACCESS_READ)
+    arrays, finish = read_arrays(
+        safe,
+        data,
+        limits,
+        verify=check_arrays,
+        mmap_mode=mmap_mode,
+        file=src.file,
+        mapped=mapped,
+    )
+    decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays)
+    out: dict[str, Any] = {"manifest": safe.manifest}
+    try:
+        for key in keys:
+            if key not in safe.doc:
+                raise _bad("G1", f"graph.json has no {key!r}")
+            out[key] = decoder.decode_root(safe.doc[key])
+    except BaseException:
+        finish()  # a changed member explains the failure better: IntegrityError first
+        raise
+    finish()
+    return out
+
+
+def file_size(fileobj: IO[bytes]) -> int:
+    """Size of an open file, in bytes."""
+    return os.fstat(fileobj.fileno()).st_size

@@ -1,0 +1,533 @@
+"""Import: the safe format's JSON graph → objects, through the loader's audit and build rules.
+
+Every global the graph names is audited on its strings by :func:`safeload.audit.audit` before
+anything is imported (the same code as for pickles); every ``obj``/``call`` node then goes
+through :meth:`safeload.build.Builder.invoke`, so the call rules of
+:mod:`safeload.constraints` apply unchanged, state is set only on instances, and the content
+validators run once the whole graph is built.  Value encodings: ``docs/FORMAT.md`` §4.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from ..audit import audit
+from ..build import Builder, _apply_build
+from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
+from ..graph import ParseContext
+from ..limits import Limits
+from ..policy import Policy
+from ..validate import validate
+from .npyio import dtype_from_json
+
+__all__ = ["Decoder", "decode_globals"]
+
+_IN_PROGRESS = object()
+_ATOMS = (str, int, float, bool, type(None))
+_HEX = re.compile(r"-?[0-9a-f]+\Z")
+_CONSTS = {"Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
+_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+#: Keys each tag may carry besides "$" (rule G3); required ones are checked by the handlers.
+TAG_KEYS: dict[str, frozenset[str]] = {
+    "ref": frozenset({"$", "id"}),
+    "int": frozenset({"$", "v"}),
+    "float": frozenset({"$", "v"}),
+    "bytes": frozenset({"$", "v"}),
+    "bytearray": frozenset({"$", "v"}),
+    "complex": frozenset({"$", "v"}),
+    "slice": frozenset({"$", "v"}),
+    "const": frozenset({"$", "v"}),
+    "tuple": frozenset({"$", "v"}),
+    "set": frozenset({"$", "v"}),
+    "frozenset": frozenset({"$", "v"}),
+    "dict": frozenset({"$", "v", "items", "k", "vi"}),
+    "dtype": frozenset({"$", "v"}),
+    "scalar": frozenset({"$", "dtype", "v", "b64"}),
+    "ndarray": frozenset({"$", "i"}),
+    "objarray": frozenset({"$", "shape", "order", "v"}),
+    "masked": frozenset({"$", "data", "mask", "fill_value"}),
+    "global": frozenset({"$", "g"}),
+    "obj": frozenset({"$", "g", "args", "kwargs", "state", "items", "setitems"}),
+    "call": frozenset({"$", "g", "args", "kwargs", "state", "items", "setitems"}),
+}
+
+
+def _bad(rule: str, message: str) -> FormatError:
+    return FormatError(f"safe format rule {rule}: {message}")
+
+
+def decode_globals(doc: dict, policy: Policy) -> tuple[ParseContext, list[type], dict]:
+    """Audit the graph's global table on its strings; resolve the trusted ones.
+
+    Returns
+    -------
+    context, placeholders, resolved
+        As the pickle path's audit produces them; ``placeholders[i]`` is global ``i``.
+
+    Raises
+    ------
+    UntrustedTypesError
+        Listing every untrusted global (nothing imported).
+    FormatError
+        A malformed table (rule G2).
+    """
+    table = doc.get("globals")
+    if type(table) is not list:
+        raise _bad("G2", "'globals' must be a list of [module, qualname]")
+    context = ParseContext()
+    placeholders = []
+    seen = set()
+    for entry in table:
+        if (
+            type(entry) is not list
+            or len(entry) != 2
+            or type(entry[0]) is not str
+            or type(entry[1]) is not str
+            or not entry[0]
+            or not entry[1]
+        ):
+            raise _bad("G2", "each global is [module, qualname], two non-empty strings")
+        pair = (entry[0], entry[1])
+        if pair in seen:
+            raise _bad("G2", f"global {pair[0]}.{pair[1]} listed twice")
+        seen.add(pair)
+        placeholders.append(context.placeholder(*pair))
+    resolved = audit(context, policy)
+    return context, placeholders, resolved
+
+
+class Decoder:
+    """Decode one graph document whose arrays were already read and verified.
+
+    Parameters
+    ----------
+    placeholders : list of type
+        From :func:`decode_globals`.
+    builder : Builder
+        Holds the resolved globals, the policy and the limits.
+    arrays : list of numpy.ndarray
+        Array member ``i`` as ``arrays[i]``.
+    """
+
+    def __init__(self, placeholders: list[type], builder: Builder, arrays: list[np.ndarray]):
+        self.placeholders = placeholders
+        self.builder = builder
+        self.limits: Limits = builder.limits
+        self.arrays = arrays
+        self._array_used = [False] * len(arrays)
+        self.slots: list[Any] = []
+        self._plans: dict[tuple[int, str], Any] = {}
+        self._handlers = {
+            "ref": self._ref,
+            "int": self._int,
+            "float": self._float,
+            "bytes": self._bytes,
+            "bytearray": self._bytes,
+            "complex": self._complex,
+            "slice": self._slice,
+            "const": self._const,
+            "tuple": self._tuple,
+            "set": self._set,
+            "frozenset": self._set,
+            "dict": self._dict,
+            "dtype": self._dtype,
+            "scalar": self._scalar,
+            "ndarray": self._ndarray,
+            "objarray": self._objarray,
+            "masked": self._masked,
+            "global": self._global,
+            "obj": self._node,
+            "call": self._node,
+        }
+
+    # ------------------------------------------------------------------ entry
+    def decode_root(self, value: Any) -> Any:
+        """Decode ``value`` and validate every built object.
+
+        Raises
+        ------
+        FormatError, ForbiddenOperationError, LimitExceededError, ValidationError
+            Nothing else leaves (trusted callables failing on hostile state → FormatError).
+        """
+        try:
+            result = self.dec(value, 0)
+            for obj in self.builder.pending_validation:
+                validate(obj, self.limits)
+        except SafeloadError:
+            raise
+        except RecursionError as exc:
+            raise LimitExceededError(
+                "max_depth", self.limits.max_depth + 1, self.limits.max_depth, "nesting"
+            ) from exc
+        except MemoryError as exc:
+            raise LimitExceededError(
+                "max_array_bytes", 0, self.limits.max_array_bytes, "out of memory while building"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - e.g. an unhashable set item from the file
+            raise FormatError(
+                f"the file's objects could not be rebuilt: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.builder.pending_validation.clear()
+        return result
+
+    def dec(self, v: Any, depth: int) -> Any:
+        tp = type(v)
+        if tp is str or tp is int or tp is float or tp is bool or v is None:
+            return v
+        if depth > self.limits.max_depth:
+            raise LimitExceededError(
+                "max_depth", depth, self.limits.max_depth, "nesting of values in graph.json"
+            )
+        if tp is list:
+            out: list = []
+            self.slots.append(out)
+            dec = self.dec
+            depth += 1
+            for x in v:
+                out.append(x if type(x) in _ATOMS else dec(x, depth))
+            return out
+        tag = v.get("$")
+        handler = self._handlers.get(tag) if type(tag) is str else None
+        if handler is None:
+            raise _bad("G3", f"unknown value tag {str(tag)[:40]!r}")
+        if not v.keys() <= TAG_KEYS[tag]:
+            extra = sorted(set(v) - TAG_KEYS[tag])[:3]
+            raise _bad("G3", f"a {tag!r} value has unknown keys {extra}")
+        return handler(v, depth + 1)
+
+    def _reserve(self) -> int:
+        self.slots.append(_IN_PROGRESS)
+        return len(self.slots) - 1
+
+    def _list_field(self, v: dict, key: str, tag: str, required: bool = True) -> list:
+        items = v.get(key)
+        if type(items) is not list:
+            if items is None and not required:
+                return []
+            raise _bad("G4", f"{tag!r}.{key} must be a list")
+        return items
+
+    # ------------------------------------------------------------------ atoms
+    def _ref(self, v: dict, depth: int) -> Any:
+        ref = v.get("id")
+        if type(ref) is not int or not 0 <= ref < len(self.slots):
+            raise _bad("G5", "a reference must name an earlier value")
+        hit = self.slots[ref]
+        if hit is _IN_PROGRESS:
+            raise _bad("G5", "a value is referenced inside its own construction")
+        return hit
+
+    def _int(self, v: dict, depth: int) -> int:
+        text = v.get("v")
+        if type(text) is not str or not _HEX.match(text):
+            raise _bad("G4", "'int' holds a hexadecimal string")
+        if len(text) > 2 * self.limits.max_int_bytes + 1:
+            raise LimitExceededError(
+                "max_int_bytes", len(text) // 2, self.limits.max_int_bytes, "integer literal"
+            )
+        return int(text, 16)
+
+    def _float(self, v: dict, depth: int) -> float:
+        value = _FLOATS.get(v.get("v")) if type(v.get("v")) is str else None
+        if value is None:
+            raise _bad("G4", "'float' holds one of nan, inf, -inf")
+        return value
+
+    def _real(self, x: Any) -> float:
+        if type(x) is float or type(x) is int:
+            return float(x)
+        if type(x) is dict and x.get("$") == "float" and len(x) == 2:
+            return self._float(x, 0)
+        raise _bad("G4", "expected a number")
+
+    def _bytes(self, v: dict, depth: int) -> Any:
+        text = v.get("v")
+        if type(text) is not str:
+            raise _bad("G4", "'bytes' holds base64 text")
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise _bad("G4", "invalid base64") from None
+        value = raw if v["$"] == "bytes" else bytearray(raw)
+        self.slots.append(value)
+        return value
+
+    def _complex(self, v: dict, depth: int) -> complex:
+        parts = v.get("v")
+        if type(parts) is not list or len(parts) != 2:
+            raise _bad("G4", "'complex' holds [real, imag]")
+        value = complex(self._real(parts[0]), self._real(parts[1]))
+        self.slots.append(value)
+        return value
+
+    def _const(self, v: dict, depth: int) -> Any:
+        name = v.get("v")
+        if type(name) is not str or name not in _CONSTS:
+            raise _bad("G4", "'const' is Ellipsis or NotImplemented")
+        value = _CONSTS[name]
+        self.slots.append(value)
+        return value
+
+    # ------------------------------------------------------------------ containers
+    def _slice(self, v: dict, depth: int) -> slice:
+        parts = v.get("v")
+        if type(parts) is not list or len(parts) != 3:
+            raise _bad("G4", "'slice' holds [start, stop, step]")
+        slot = self._reserve()
+        value = slice(*[self.dec(x, depth) for x in parts])
+        self.slots[slot] = value
+        return value
+
+    def _tuple(self, v: dict, depth: int) -> tuple:
+        items = self._list_field(v, "v", "tuple")
+        slot = self._reserve()
+        dec = self.dec
+        value = tuple([x if type(x) in _ATOMS else dec(x, depth) for x in items])
+        self.slots[slot] = value
+        return value
+
+    def _set(self, v: dict, depth: int) -> Any:
+        items = self._list_field(v, "v", v["$"])
+        dec = self.dec
+        if v["$"] == "frozenset":
+            slot = self._reserve()
+            value: Any = frozenset([dec(x, depth) for x in items])
+            self.slots[slot] = value
+            return value
+        value = set()
+        self.slots.append(value)
+        for x in items:
+            value.add(dec(x, depth))
+        if len(value) != len(items):
+            raise _bad("G6", "a set lists the same item twice")
+        return value
+
+    def _dict(self, v: dict, depth: int) -> dict:
+        forms = ("v" in v) + ("items" in v) + ("k" in v)
+        if forms != 1 or ("k" in v) != ("vi" in v):
+            raise _bad("G4", "a 'dict' has exactly one of v, items, or k with vi")
+        dec = self.dec
+        if "v" in v:
+            value = v["v"]
+            if type(value) is not dict:
+                raise _bad("G4", "'dict'.v must be a JSON object")
+            self.slots.append(value)
+            for key, item in value.items():
+                if type(item) not in _ATOMS:
+                    value[key] = dec(item, depth)
+            return value
+        if "items" in v:
+            pairs = self._list_field(v, "items", "dict")
+            value = {}
+            self.slots.append(value)
+            for pair in pairs:
+                if type(pair) is not list or len(pair) != 2:
+                    raise _bad("G4", "'dict'.items holds [key, value] pairs")
+                key = dec(pair[0], depth)
+                value[key] = dec(pair[1], depth)
+            if len(value) != len(pairs):
+                raise _bad("G6", "a dict lists the same key twice")
+            return value
+        keys = v["k"]
+        if type(keys) is not list or not all(type(k) is str for k in keys):
+            raise _bad("G4", "'dict'.k holds strings")
+        value = {}
+        self.slots.append(value)
+        ints = dec(v["vi"], depth)
+        if (
+            type(ints) is not np.ndarray
+            or ints.dtype != np.int64
+            or ints.ndim != 1
+            or ints.shape[0] != len(keys)
+        ):
+            raise _bad("G4", "'dict'.vi is a 1-d int64 array as long as k")
+        value.update(zip(keys, ints.tolist(), strict=True))
+        if len(value) != len(keys):
+            raise _bad("G6", "a dict lists the same key twice")
+        return value
+
+    # ------------------------------------------------------------------ numpy
+    def _dtype(self, v: dict, depth: int) -> np.dtype:
+        descr = v.get("v")
+        value = np.dtype(object) if descr == "|O" else dtype_from_json(descr)
+        self.slots.append(value)
+        return value
+
+    def _scalar(self, v: dict, depth: int) -> Any:
+        dtype = self._dtype({"v": v.get("dtype")}, depth)
+        self.slots.pop()
+        if dtype.hasobject:
+            raise _bad("G7", "numpy object scalars are not allowed")
+        if ("v" in v) == ("b64" in v):
+            raise _bad("G4", "a 'scalar' holds exactly one of v, b64")
+        try:
+            if "v" in v:
+                x = v["v"]
+                kind = dtype.kind
+                ok = (
+                    (kind == "b" and type(x) is bool)
+                    or (kind in "iu" and type(x) is int)
+                    or (kind == "f" and dtype.itemsize <= 8)
+                    or (kind == "U" and type(x) is str)
+                )
+                if not ok:
+                    raise _bad("G7", f"scalar value does not fit dtype {dtype}")
+                if kind == "f":
+                    x = self._real(x)
+                value = np.array(x, dtype=dtype)[()]
+            else:
+                raw = base64.b64decode(v["b64"], validate=True)
+                if len(raw) != dtype.itemsize:
+                    raise _bad("G7", "scalar bytes do not match the dtype's size")
+                value = np.frombuffer(raw, dtype=dtype).copy()[0]
+        except SafeloadError:
+            raise
+        except (TypeError, ValueError, OverflowError, binascii.Error) as exc:
+            raise _bad("G7", f"bad scalar: {exc}") from None
+        self.slots.append(value)
+        return value
+
+    def _ndarray(self, v: dict, depth: int) -> np.ndarray:
+        index = v.get("i")
+        if type(index) is not int or not 0 <= index < len(self.arrays):
+            raise _bad("G8", "'ndarray'.i names an array of the table")
+        if self._array_used[index]:
+            raise _bad("G8", "an array member is used by two values (use a reference)")
+        self._array_used[index] = True
+        value = self.arrays[index]
+        self.slots.append(value)
+        return value
+
+    def _objarray(self, v: dict, depth: int) -> np.ndarray:
+        shape = v.get("shape")
+        order = v.get("order")
+        items = self._list_field(v, "v", "objarray")
+        if (
+            type(shape) is not list
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or order not in ("C", "F")
+            or len(shape) > 64
+        ):
+            raise _bad("G8", "'objarray' has a shape of ints and order C or F")
+        if math.prod(shape) != len(items):
+            raise _bad("G8", "'objarray' holds as many items as its shape says")
+        slot = self._reserve()
+        dec = self.dec
+        flat = np.fromiter(
+            (x if type(x) in _ATOMS else dec(x, depth) for x in items),
+            dtype=object,
+            count=len(items),
+        )
+        value = flat.reshape(shape, order=order)
+        self.slots[slot] = value
+        return value
+
+    def _masked(self, v: dict, depth: int) -> Any:
+        if not {"data", "mask", "fill_value"} <= v.keys():
+            raise _bad("G4", "'masked' holds data, mask and fill_value")
+        slot = self._reserve()
+        data = self.dec(v["data"], depth)
+        mask = self.dec(v["mask"], depth)
+        fill = self.dec(v["fill_value"], depth)
+        if (
+            type(data) is not np.ndarray
+            or type(mask) is not np.ndarray
+            or mask.dtype != np.bool_
+            or mask.shape != data.shape
+        ):
+            raise _bad("G8", "'masked' data is an array and mask a bool array of its shape")
+        try:
+            value = np.ma.MaskedArray(data, mask=mask, copy=False)
+            if fill is not None:
+                value.fill_value = fill
+        except (TypeError, ValueError) as exc:
+            raise _bad("G8", f"bad masked array: {exc}") from None
+        self.slots[slot] = value
+        return value
+
+    # ------------------------------------------------------------------ globals and objects
+    def _placeholder(self, v: dict) -> int:
+        index = v.get("g")
+        if type(index) is not int or not 0 <= index < len(self.placeholders):
+            raise _bad("G2", "'g' names a global of the table")
+        return index
+
+    def _global(self, v: dict, depth: int) -> Any:
+        index = self._placeholder(v)
+        value = self.builder._resolve(self.placeholders[index])
+        self.slots.append(value)
+        return value
+
+    def _node(self, v: dict, depth: int) -> Any:
+        index = self._placeholder(v)
+        kind = "new" if v["$"] == "obj" else "call"
+        plan = self._plans.get((index, kind))
+        if plan is None:
+            plan = self._plans[(index, kind)] = self.builder.plan(self.placeholders[index], kind)
+        slot = self._reserve()
+        dec = self.dec
+        args = tuple(dec(x, depth) for x in self._list_field(v, "args", kind, required=False))
+        kwargs = v.get("kwargs")
+        if kwargs is not None:
+            if type(kwargs) is not dict or not kwargs:
+                raise _bad("G4", "'kwargs' is a non-empty JSON object")
+            kwargs = {k: dec(x, depth) for k, x in kwargs.items()}
+        builder = self.builder
+        builder._count(1)
+        result = builder.invoke(plan, kind, args, kwargs)
+        self.slots[slot] = result
+        name = f"{plan[1][0]}.{plan[1][1]}"
+        if "state" in v:
+            state = dec(v["state"], depth)
+            try:
+                _apply_build(result, state, name)
+            except SafeloadError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mirrors Builder._apply_ops
+                raise FormatError(
+                    f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        if "items" in v:
+            items = [dec(x, depth) for x in self._list_field(v, "items", kind)]
+            _extend(result, items, name)
+        if "setitems" in v:
+            for pair in self._list_field(v, "setitems", kind):
+                if type(pair) is not list or len(pair) != 2:
+                    raise _bad("G4", "'setitems' holds [key, value] pairs")
+                key = dec(pair[0], depth)
+                _setitem(result, key, dec(pair[1], depth), name)
+        builder.finish(result, plan[1])
+        return result
+
+
+def _extend(obj: Any, items: list, name: str) -> None:
+    """``APPENDS`` as ``pickle._Unpickler.load_appends`` does it."""
+    try:
+        extend = getattr(obj, "extend", None)
+        if extend is not None:
+            extend(items)
+        else:
+            for x in items:
+                obj.append(x)
+    except SafeloadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise FormatError(f"adding items to {name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _setitem(obj: Any, key: Any, value: Any, name: str) -> None:
+    if isinstance(obj, type):
+        raise ForbiddenOperationError("build-on-global", f"setitem on the class {name}")
+    try:
+        obj[key] = value
+    except SafeloadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise FormatError(f"setting items of {name} failed: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,387 @@
+"""Export: Python objects → the safe format's JSON graph and ``.npy`` arrays.
+
+The walk is the one a pickler makes (``copyreg.dispatch_table``, then ``__reduce_ex__(4)``, as
+``pickle._Pickler.save`` does), but every global it would name is checked against the
+:class:`~safeload.policy.Policy` on its (module, qualname) strings and refused unless trusted, so
+a file written by :func:`safeload.dump` always loads back.  Value encodings are specified in
+``docs/FORMAT.md`` §4; the walk order defines the implicit reference ids (§4.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import copyreg
+import math
+import pickle
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import FormatError, LimitExceededError, UntrustedTypesError
+from ..policy import Policy, format_name
+from .npyio import descr_to_json
+
+__all__ = ["Encoder"]
+
+_INT64 = 2**63
+_FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType)
+#: a dict of str keys and int values this long or longer stores its values as one int64 array
+STRINTDICT_MIN = 64
+
+
+def _float(x: float) -> Any:
+    if math.isfinite(x):
+        return x
+    return {"$": "float", "v": "nan" if x != x else ("inf" if x > 0 else "-inf")}
+
+
+def _global_name(obj: Any, name: str | None = None) -> tuple[str, str]:
+    """(module, qualname) the way ``pickle._Pickler.save_global`` finds it."""
+    qualname = name or getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if not isinstance(qualname, str):
+        raise FormatError(f"cannot name {obj!r}: it has no __qualname__")
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str):
+        module = pickle.whichmodule(obj, qualname)
+    return module, qualname
+
+
+class Encoder:
+    """One export: walk ``obj`` and produce the graph document.
+
+    Parameters
+    ----------
+    policy : Policy
+        Every global the graph names must be trusted by it.
+    emit_array : callable
+        ``emit_array(index, array)`` writes array member ``index`` (C- or Fortran-contiguous,
+        not object dtype) as soon as it is met, so arrays stream to the file.
+    max_depth : int
+        Deepest nesting accepted, as for loading.
+
+    Attributes
+    ----------
+    globals : list of [str, str]
+    arrays : list of dict
+        ``{"dtype": descr, "shape": [...], "order": "C" | "F"}`` per array member.
+    """
+
+    def __init__(
+        self, policy: Policy, emit_array: Callable[[int, np.ndarray], None], max_depth: int
+    ):
+        self.policy = policy
+        self.emit_array = emit_array
+        self.max_depth = max_depth
+        self.globals: list[list[str]] = []
+        self._global_index: dict[tuple[str, str], int] = {}
+        self.arrays: list[dict] = []
+        self.dtypes: list[Any] = []
+        self._dtype_index: dict[np.dtype, int] = {}
+        self._memo: dict[int, list] = {}  # id(obj) -> [ref id, obj (kept alive), in-args flag]
+        self._next_id = 0
+        self.untrusted: dict[str, str] = {}
+        self._dispatch: dict[type, Callable[[Any, int], Any]] = {
+            list: self._list,
+            tuple: self._tuple,
+            dict: self._dict,
+            set: self._set,
+            frozenset: self._set,
+            bytes: self._bytes,
+            bytearray: self._bytes,
+            complex: self._complex,
+            slice: self._slice,
+            np.ndarray: self._ndarray,
+            np.memmap: self._ndarray,
+            np.ma.MaskedArray: self._masked,
+        }
+
+    # ------------------------------------------------------------------ entry
+    def document(self, obj: Any) -> dict:
+        """The graph document for ``obj`` (call :meth:`check_trusted` once it is complete).
+
+        Raises
+        ------
+        FormatError
+            A value the format cannot represent (named in the message).
+        """
+        root = self.enc(obj, 0)
+        return {
+            "globals": self.globals,
+            "dtypes": self.dtypes,
+            "arrays": self.arrays,
+            "root": root,
+        }
+
+    def check_trusted(self) -> None:
+        """Refuse the export if any global it named is not trusted.
+
+        Raises
+        ------
+        UntrustedTypesError
+            Listing every global the policy would not load back.
+        """
+        if self.untrusted:
+            raise UntrustedTypesError(
+                sorted(self.untrusted.items()),
+                "safeload.dump refuses to write objects the policy would not load back",
+            )
+
+    # ------------------------------------------------------------------ values
+    def enc(self, obj: Any, depth: int) -> Any:
+        tp = type(obj)
+        if tp is str or tp is bool or obj is None:
+            return obj
+        if tp is int:
+            return obj if -_INT64 <= obj < _INT64 else {"$": "int", "v": format(obj, "x")}
+        if tp is float:
+            return _float(obj)
+        key = id(obj)
+        hit = self._memo.get(key)
+        if hit is not None:
+            if hit[2]:
+                raise FormatError(
+                    f"a {tp.__qualname__} is reachable from its own constructor arguments; "
+                    "the safe format (like pickle) can only close cycles through mutable state"
+                )
+            return {"$": "ref", "id": hit[0]}
+        if depth > self.max_depth:
+            raise LimitExceededError("max_depth", depth, self.max_depth, "nesting while dumping")
+        handler = self._dispatch.get(tp)
+        if handler is None:
+            if obj is Ellipsis or obj is NotImplemented:
+                return self._new_id(obj, {"$": "const", "v": repr(obj)})
+            if isinstance(obj, np.dtype):
+                handler = self._dtype
+            elif isinstance(obj, np.generic):
+                handler = self._scalar
+            elif isinstance(obj, (type, *_FUNCTION_TYPES)):
+                handler = self._global_value
+            else:
+                handler = self._reduce
+        return handler(obj, depth + 1)
+
+    def _new_id(self, obj: Any, value: Any = None, in_args: bool = False) -> Any:
+        self._memo[id(obj)] = [self._next_id, obj, in_args]
+        self._next_id += 1
+        return value
+
+    def _list(self, obj: list, depth: int) -> list:
+        self._new_id(obj)
+        enc = self.enc
+        return [enc(x, depth) for x in obj]
+
+    def _tuple(self, obj: tuple, depth: int) -> dict:
+        self._new_id(obj, in_args=True)
+        enc = self.enc
+        items = [enc(x, depth) for x in obj]
+        self._memo[id(obj)][2] = False
+        return {"$": "tuple", "v": items}
+
+    def _dict(self, obj: dict, depth: int) -> dict:
+        self._new_id(obj)
+        enc = self.enc
+        if all(type(k) is str for k in obj):
+            if len(obj) >= STRINTDICT_MIN and all(
+                type(v) is int and -_INT64 <= v < _INT64 for v in obj.values()
+            ):
+                values = np.fromiter(obj.values(), dtype=np.int64, count=len(obj))
+                return {"$": "dict", "k": list(obj), "vi": enc(values, depth)}
+            return {"$": "dict", "v": {k: enc(v, depth) for k, v in obj.items()}}
+        return {"$": "dict", "items": [[enc(k, depth), enc(v, depth)] for k, v in obj.items()]}
+
+    def _set(self, obj: Any, depth: int) -> dict:
+        frozen = type(obj) is frozenset
+        self._new_id(obj, in_args=frozen)
+        kinds = {type(x) for x in obj}
+        items = list(obj)
+        if len(kinds) == 1 and kinds <= {str, int, float, bytes}:
+            items.sort()  # sets iterate in hash order, which varies between processes
+        enc = self.enc
+        values = [enc(x, depth) for x in items]
+        self._memo[id(obj)][2] = False
+        return {"$": "frozenset" if frozen else "set", "v": values}
+
+    def _bytes(self, obj: Any, depth: int) -> dict:
+        tag = "bytes" if type(obj) is bytes else "bytearray"
+        return self._new_id(obj, {"$": tag, "v": base64.b64encode(obj).decode("ascii")})
+
+    def _complex(self, obj: complex, depth: int) -> dict:
+        return self._new_id(obj, {"$": "complex", "v": [_float(obj.real), _float(obj.imag)]})
+
+    def _slice(self, obj: slice, depth: int) -> dict:
+        self._new_id(obj, in_args=True)
+        value = {"$": "slice", "v": [self.enc(x, depth) for x in (obj.start, obj.stop, obj.step)]}
+        self._memo[id(obj)][2] = False
+        return value
+
+    def _dtype(self, obj: np.dtype, depth: int) -> dict:
+        if obj == np.dtype(object):
+            descr: Any = "|O"
+        else:
+            try:
+                descr = descr_to_json(obj)
+            except ValueError as exc:
+                raise FormatError(f"cannot store dtype {obj}: {exc}") from None
+        return self._new_id(obj, {"$": "dtype", "v": descr})
+
+    def _scalar(self, obj: np.generic, depth: int) -> dict:
+        dtype = obj.dtype
+        if dtype.hasobject:
+            raise FormatError("numpy object scalars cannot be stored")
+        value: dict = {"$": "scalar", "dtype": descr_to_json(dtype)}
+        kind = dtype.kind
+        if kind == "b":
+            value["v"] = bool(obj)
+        elif kind in "iu":
+            value["v"] = int(obj)
+        elif kind == "f" and dtype.itemsize <= 8:
+            value["v"] = _float(float(obj))
+        elif kind == "U":
+            value["v"] = str(obj)
+        else:
+            value["b64"] = base64.b64encode(np.asarray(obj).tobytes()).decode("ascii")
+        return self._new_id(obj, value)
+
+    def _ndarray(self, obj: np.ndarray, depth: int) -> dict:
+        if obj.dtype.hasobject:
+            if obj.dtype != np.dtype(object):
+                raise FormatError("structured arrays with object fields cannot be stored")
+            self._new_id(obj, in_args=True)
+            order = (
+                "F"
+                if obj.ndim > 1 and obj.flags.f_contiguous and not obj.flags.c_contiguous
+                else "C"
+            )
+            enc = self.enc
+            # tolist() of an object array returns the stored objects themselves
+            items = [enc(x, depth) for x in obj.ravel(order=order).tolist()]
+            self._memo[id(obj)][2] = False
+            return {"$": "objarray", "shape": list(obj.shape), "order": order, "v": items}
+        if obj.flags.c_contiguous:
+            order, arr = "C", obj
+        elif obj.flags.f_contiguous:
+            order, arr = "F", obj
+        else:
+            order, arr = "C", np.ascontiguousarray(obj)
+        dtype_index = self._dtype_index.get(arr.dtype)
+        if dtype_index is None:
+            try:
+                descr = descr_to_json(arr.dtype)
+            except ValueError as exc:
+                raise FormatError(f"cannot store an array of dtype {arr.dtype}: {exc}") from None
+            dtype_index = self._dtype_index[arr.dtype] = len(self.dtypes)
+            self.dtypes.append(descr)
+        index = len(self.arrays)
+        self.arrays.append({"dtype": dtype_index, "shape": list(arr.shape), "order": order})
+        self._new_id(obj)
+        self.emit_array(index, arr)
+        return {"$": "ndarray", "i": index}
+
+    def _masked(self, obj: np.ma.MaskedArray, depth: int) -> dict:
+        self._new_id(obj, in_args=True)
+        value = {
+            "$": "masked",
+            "data": self.enc(np.ma.getdata(obj), depth),
+            "mask": self.enc(np.ma.getmaskarray(obj), depth),
+            "fill_value": self.enc(obj._fill_value, depth),
+        }
+        self._memo[id(obj)][2] = False
+        return value
+
+    # ------------------------------------------------------------------ globals and objects
+    def _global(self, pair: tuple[str, str], what: str) -> int:
+        index = self._global_index.get(pair)
+        if index is None:
+            verdict = self.policy.verdict(*pair)
+            if not verdict.trusted:
+                self.untrusted[format_name(pair)] = f"{verdict.reason} ({what})"
+            index = self._global_index[pair] = len(self.globals)
+            self.globals.append([pair[0], pair[1]])
+        return index
+
+    def _global_value(self, obj: Any, depth: int) -> dict:
+        return self._new_id(obj, {"$": "global", "g": self._named(obj, None, "stored as a value")})
+
+    def _named(self, obj: Any, name: str | None, what: str) -> int:
+        pair = _global_name(obj, name)
+        problem = _naming_problem(obj, pair)
+        if problem is not None:
+            self.untrusted[format_name(pair)] = problem
+        return self._global(pair, what)
+
+    def _reduce(self, obj: Any, depth: int) -> Any:
+        tp = type(obj)
+        reducer = copyreg.dispatch_table.get(tp)
+        try:
+            rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
+        except Exception as exc:  # noqa: BLE001 - e.g. "cannot pickle '_thread.lock' object"
+            raise FormatError(
+                f"cannot store a {tp.__module__}.{tp.__qualname__}: {type(exc).__name__}: {exc}"
+            ) from None
+        if isinstance(rv, str):
+            return self._new_id(
+                obj, {"$": "global", "g": self._named(obj, rv, "stored as a value")}
+            )
+        if not isinstance(rv, tuple) or not 2 <= len(rv) <= 6:
+            raise FormatError(f"{tp.__qualname__}.__reduce_ex__ returned {type(rv).__name__}")
+        func, args, state, listitems, dictitems, setter = (tuple(rv) + (None,) * 4)[:6]
+        if setter is not None:
+            raise FormatError(f"{tp.__qualname__} uses a state setter, which is not supported")
+        name = getattr(func, "__name__", "")
+        node: dict
+        self._new_id(obj, in_args=True)
+        enc = self.enc
+        if name == "__newobj__" and func is copyreg.__newobj__:
+            cls = args[0]
+            node = {"$": "obj", "g": self._class(cls, tp)}
+            if len(args) > 1:
+                node["args"] = [enc(a, depth) for a in args[1:]]
+        elif name == "__newobj_ex__" and func is copyreg.__newobj_ex__:
+            cls, cargs, ckwargs = args
+            node = {"$": "obj", "g": self._class(cls, tp)}
+            if cargs:
+                node["args"] = [enc(a, depth) for a in cargs]
+            if ckwargs:
+                node["kwargs"] = {str(k): enc(v, depth) for k, v in ckwargs.items()}
+        else:
+            node = {
+                "$": "call",
+                "g": self._named(func, None, f"called to rebuild a {tp.__qualname__}"),
+            }
+            if args:
+                node["args"] = [enc(a, depth) for a in args]
+        self._memo[id(obj)][2] = False
+        if state is not None:
+            node["state"] = enc(state, depth)
+        if listitems is not None:
+            node["items"] = [enc(x, depth) for x in listitems]
+        if dictitems is not None:
+            node["setitems"] = [[enc(k, depth), enc(v, depth)] for k, v in dictitems]
+        return node
+
+    def _class(self, cls: Any, tp: type) -> int:
+        if not isinstance(cls, type):
+            raise FormatError(f"{tp.__qualname__}.__reduce_ex__ gave a non-class to __newobj__")
+        return self._named(cls, None, "an object's class")
+
+
+def _naming_problem(obj: Any, pair: tuple[str, str]) -> str | None:
+    """Why ``pair`` does not name ``obj`` (as ``pickle`` checks), or None.
+
+    Lambdas and local functions have no importable name; a name that leads to another object
+    would load something else.  Only already-imported modules are looked at (nothing imported).
+    """
+    module, qualname = pair
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        return "a lambda or local function has no importable name"
+    target: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            break
+    if target is not obj:
+        return f"the name does not lead back to the object ({obj!r:.60})"
+    return None
