@@ -5,20 +5,27 @@ Public API: :func:`load`, :func:`loads`, :class:`Policy`, :class:`Limits` and th
 """
 
 from .api import load, loads
+from .dump import dump, dumps
 from .errors import (
     ForbiddenOperationError,
     FormatError,
+    IntegrityError,
     LegacyFormatError,
     LimitExceededError,
+    MigrationError,
     PolicyError,
     SafeloadError,
+    UnmigratedLegacyError,
     UntrustedTypesError,
     ValidationError,
+    VersionMismatchWarning,
 )
+from .inspection import InspectReport, inspect
 from .limits import DEFAULT_LIMITS, Limits
 from .policy import Policy
 from .report import ScanReport
 from .scan import get_untrusted_types, scan
+from .verify import VerificationReport, verify
 
 __version__ = "0.1.0"
 
@@ -28,6 +35,9 @@ Policy.default()
 __all__ = [
     "load",
     "loads",
+    "dump",
+    "dumps",
+    "IntegrityError",
     "Policy",
     "Limits",
     "DEFAULT_LIMITS",
@@ -39,7 +49,14 @@ __all__ = [
     "LimitExceededError",
     "ValidationError",
     "PolicyError",
+    "MigrationError",
+    "UnmigratedLegacyError",
+    "VersionMismatchWarning",
     "scan",
     "get_untrusted_types",
     "ScanReport",
+    "inspect",
+    "InspectReport",
+    "verify",
+    "VerificationReport",
 ]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from .audit import audit
 from .build import Builder
-from .errors import PolicyError
+from .errors import PolicyError, VersionMismatchWarning
 from .limits import DEFAULT_LIMITS, Limits
 from .policy import Policy
-from .readers import read_source
+from .readers import read_source, zip_reader_for
 from .source import open_source
 
 __all__ = ["load", "loads", "make_policy"]
@@ -29,9 +30,17 @@ def make_policy(trusted: Any = None, policy: Policy | None = None) -> Policy:
 
 
 def load(
-    file: Any, *, trusted: Any = None, policy: Policy | None = None, limits: Limits | None = None
+    file: Any,
+    *,
+    trusted: Any = None,
+    policy: Policy | None = None,
+    limits: Limits | None = None,
+    migrate: bool = True,
+    verify: bool | None = None,
+    mmap_mode: str | None = None,
 ) -> Any:
-    """Load a scikit-learn model from a pickle or joblib file without running untrusted code.
+    """Load a scikit-learn model from a pickle, joblib or safe-format file without running
+    untrusted code.
 
     The format is detected from the content (pickle protocols 0–5 with or without ``PROTO``;
     joblib plain or compressed with zlib, gzip, bz2, lzma, xz, lz4; files written by
@@ -53,6 +62,19 @@ def load(
         ``tools/gen_policy.py``).
     limits : Limits, optional
         Resource limits (default :data:`~safeload.limits.DEFAULT_LIMITS`).
+    verify : bool or None, default None
+        Safe-format files: check every member's SHA-256 against the manifest (a changed byte
+        anywhere refuses the file with :class:`IntegrityError`).  ``None`` checks all members
+        except array data under ``mmap_mode`` (hashing would read every mapped page); ``True``
+        checks everything; ``False`` skips hashing, for speed, when the caller asks.
+    mmap_mode : {None, "r"}
+        Safe-format files stored uncompressed: return arrays as read-only views into the file
+        (zero-copy; ``numpy.load``'s meaning of ``"r"``).
+    migrate : bool, default True
+        Rewrite states written by older scikit-learn versions into today's
+        (:mod:`safeload.migrate`), emitting a :class:`VersionMismatchWarning` that lists the
+        migrations applied.  ``False`` loads states as they are and refuses removed classes with
+        :class:`LegacyFormatError`.
 
     Returns
     -------
@@ -72,6 +94,12 @@ def load(
         A resource limit was exceeded (checked before allocating).
     ValidationError
         Built content that C code would index out of bounds.
+    LegacyFormatError
+        The file names classes scikit-learn removed and no migration replaces them (or
+        ``migrate=False``).
+    MigrationError
+        The file was written by an older scikit-learn and today's classes can not reproduce
+        its outputs (the error names the reason).
 
     See Also
     --------
@@ -86,34 +114,65 @@ def load(
     limits = limits or DEFAULT_LIMITS
     pol = make_policy(trusted, policy)
     with open_source(file, limits) as src:
+        zip_reader = zip_reader_for(src)
+        if zip_reader is not None:
+            return zip_reader(src, policy=pol, limits=limits, verify=verify, mmap_mode=mmap_mode)
+        if mmap_mode is not None:
+            raise ValueError("mmap_mode applies to safe-format files only")
         parsed = read_source(src, limits)
-    return _finish(parsed, pol, limits)
+    return _finish(parsed, pol, limits, migrate=migrate)
 
 
 def loads(
-    data: bytes, *, trusted: Any = None, policy: Policy | None = None, limits: Limits | None = None
+    data: bytes,
+    *,
+    trusted: Any = None,
+    policy: Policy | None = None,
+    limits: Limits | None = None,
+    migrate: bool = True,
 ) -> Any:
     """Like :func:`load`, for the bytes of a pickle or joblib file.
 
     Parameters
     ----------
     data : bytes-like
-    trusted, policy, limits
+    trusted, policy, limits, migrate
         As for :func:`load`.
 
     Raises
     ------
     UntrustedTypesError, ForbiddenOperationError, FormatError, LimitExceededError, ValidationError
-        As for :func:`load`.
+        As for :func:`load`; also ``LegacyFormatError`` and ``MigrationError``.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads() takes bytes, got {type(data).__name__}; use load() for files")
-    return load(bytes(data), trusted=trusted, policy=policy, limits=limits)
+    return load(bytes(data), trusted=trusted, policy=policy, limits=limits, migrate=migrate)
 
 
-def _finish(parsed: Any, policy: Policy, limits: Limits) -> Any:
-    resolved = audit(parsed.context, policy)
+def _finish(
+    parsed: Any, policy: Policy, limits: Limits, migrate: bool = True, report: bool = False
+) -> Any:
+    """Audit, build (with migrations unless ``migrate=False``) and validate a parsed stream.
+
+    Returns the object, or ``(object, MigrationReport)`` when ``report`` is true (then no
+    :class:`VersionMismatchWarning` is emitted).
+    """
+    from . import migrate as migrations
+
+    resolved = audit(parsed.context, policy, migrations.STANDINS if migrate else None)
     root = parsed.root
     parsed.root = None
     builder = Builder(policy, limits, resolved)
-    return builder.build_root(root)
+    if not migrate:
+        obj = builder.build_root(root)
+        return (obj, None) if report else obj
+    standin_ids = {id(v) for v in migrations.STANDINS.values()}
+    uses_standins = any(id(v) in standin_ids for v in resolved.values())
+    context = migrations.apply(builder, uses_standins=uses_standins)
+    obj = builder.build_root(root)
+    result = context.report(migrations.target_version())
+    if report:
+        return obj, result
+    if result.migrated:
+        warnings.warn(VersionMismatchWarning(result.message()), stacklevel=3)
+    return obj

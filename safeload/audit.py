@@ -7,6 +7,7 @@ recorded (``BUILD`` on a class, persistent ids, extension codes).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import ForbiddenOperationError, FormatError, LegacyFormatError, UntrustedTypesError
@@ -16,13 +17,17 @@ from .readers.joblib_reader import JOBLIB_MODULES
 
 __all__ = ["audit", "verdicts"]
 
+Pair = tuple[str, str]
+
 
 def verdicts(context: ParseContext, policy: Policy) -> dict[tuple[str, str], Verdict]:
     """Policy verdict for every distinct global the stream named (imports nothing)."""
     return {pair: policy.verdict(*pair) for pair in context.globals}
 
 
-def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
+def audit(
+    context: ParseContext, policy: Policy, standins: Mapping[Pair, Any] | None = None
+) -> dict[type, Any]:
     """Check every global of a parsed stream and resolve the trusted ones.
 
     Parameters
@@ -30,11 +35,18 @@ def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
     context : ParseContext
         The parse's record of globals and forbidden constructs.
     policy : Policy
+    standins : mapping of (str, str) to object, optional
+        Inert stand-ins (:mod:`safeload.migrate`) for removed scikit-learn names, keyed by
+        canonical pair.  When every refused global of the file is such a legacy name *and* each
+        has a stand-in, and the stream uses no forbidden construct, those globals resolve to
+        their stand-ins instead of raising :class:`LegacyFormatError` (the names stay untrusted:
+        nothing of that name is imported).  Any other untrusted global still raises
+        :class:`UntrustedTypesError` listing all of them.
 
     Returns
     -------
     dict
-        Placeholder class → the real trusted object (imported only now).
+        Placeholder class → the real trusted object (imported only now), or its stand-in.
 
     Raises
     ------
@@ -77,10 +89,19 @@ def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
                 removed.append((format_name(pair), legacy[pair] + read_as))
             else:
                 only_removed = False
+    legacy_standins: dict[tuple[str, str], Any] = {}
     if untrusted and only_removed and not context.forbidden:
         # every refused name is a scikit-learn class of an older version: a legacy file, not a
         # hostile one (still nothing is imported: removed names are never trusted)
-        raise LegacyFormatError(removed)
+        if standins is not None:
+            legacy_standins = {
+                pair: standins[all_verdicts[pair].canonical]
+                for pair in legacy
+                if all_verdicts[pair].canonical in standins
+            }
+        if len(legacy_standins) != len(removed):
+            raise LegacyFormatError(removed)
+        untrusted = []
     if untrusted:
         message = "the file references globals that are not trusted"
         if context.forbidden:
@@ -93,6 +114,9 @@ def audit(context: ParseContext, policy: Policy) -> dict[type, Any]:
     resolved: dict[type, Any] = {}
     for pair, placeholder in context.globals.items():
         if pair in context.consumed:
+            continue
+        if pair in legacy_standins:
+            resolved[placeholder] = legacy_standins[pair]
             continue
         canonical = policy.canonical(pair)
         try:

@@ -218,55 +218,100 @@ class Builder:
         kind = "new" if type(node) is New else "call"
         plan = self._plans.get((placeholder, kind))
         if plan is None:
-            func = self._resolve(placeholder)
-            pair = self.policy.canonical((placeholder.module, placeholder.qualname))
-            rule = rule_for(pair, func, kind)
-            if rule is _class_call_without_arguments and self.policy.is_caller_trusted(pair):
-                rule = None  # the caller trusted this class explicitly, constructor included
-            plan = self._plans[(placeholder, kind)] = (func, pair, rule)
-        func, pair, rule = plan
+            plan = self.plan(placeholder, kind)
         args = node.args
         if args and not _all_atomic(args):
             args = tuple([self.build(a, depth) for a in args])
         kwargs = node.kwargs
         if kwargs:
             kwargs = {self.build(k, depth): self.build(v, depth) for k, v in kwargs.items()}
-        site = None
-        verdict = None
-        if rule is not None:
-            site = CallSite(pair, func, args, kwargs, kind, self.limits, self.is_trusted_type)
-            verdict = rule(site)
-        if isinstance(verdict, Replace):
-            result = verdict.value
-        else:
-            try:
-                if kind == "new":
-                    if not isinstance(func, type):
-                        raise ForbiddenOperationError(
-                            "newobj-on-non-class", f"{_name(pair)} is not a class"
-                        )
-                    result = func.__new__(func, *args, **kwargs)
-                else:
-                    result = func(*args, **kwargs)
-            except SafeloadError:
-                raise
-            except MemoryError as exc:
-                raise LimitExceededError(
-                    "max_array_bytes",
-                    0,
-                    self.limits.max_array_bytes,
-                    f"{_name(pair)} ran out of memory",
-                ) from exc
-            except Exception as exc:  # noqa: BLE001 - a trusted callable rejected the data
-                raise FormatError(
-                    f"{_name(pair)} failed on the file's arguments: {type(exc).__name__}: {exc}"
-                ) from exc
+        result = self.invoke(plan, kind, args, kwargs)
         node.args = node.kwargs = None
         memo[key] = result
         ops = node.ops
         if ops is not None:
             node.ops = None
-            self._apply_ops(result, ops, _name(pair), depth)
+            self._apply_ops(result, ops, _name(plan[1]), depth)
+        self.finish(result, plan[1])
+        return result
+
+    def plan(self, placeholder: type, kind: str) -> tuple[Any, tuple[str, str], Any]:
+        """Resolve an audited global once per file: ``(object, canonical pair, call rule)``.
+
+        Parameters
+        ----------
+        placeholder : type
+            The parse's placeholder for the global (resolved by the audit).
+        kind : {"call", "new"}
+        """
+        func = self._resolve(placeholder)
+        pair = self.policy.canonical((placeholder.module, placeholder.qualname))
+        rule = rule_for(pair, func, kind)
+        if rule is _class_call_without_arguments and self.policy.is_caller_trusted(pair):
+            rule = None  # the caller trusted this class explicitly, constructor included
+        plan = self._plans[(placeholder, kind)] = (func, pair, rule)
+        return plan
+
+    def invoke(self, plan: tuple[Any, tuple[str, str], Any], kind: str, args: tuple, kwargs):
+        """Check one call against its rule (:mod:`safeload.constraints`), then perform it.
+
+        Parameters
+        ----------
+        plan : tuple
+            From :meth:`plan`.
+        kind : {"call", "new"}
+            ``func(*args, **kwargs)`` or ``func.__new__(func, *args, **kwargs)``.
+        args : tuple
+            Built arguments.
+        kwargs : dict or None
+
+        Raises
+        ------
+        ForbiddenOperationError
+            The rule refused the call.
+        FormatError
+            The trusted callable raised on the file's arguments.
+        LimitExceededError
+            It ran out of memory.
+        """
+        func, pair, rule = plan
+        kwargs = kwargs or {}
+        if rule is not None:
+            verdict = rule(
+                CallSite(pair, func, args, kwargs, kind, self.limits, self.is_trusted_type)
+            )
+            if isinstance(verdict, Replace):
+                return verdict.value
+        try:
+            if kind == "new":
+                if not isinstance(func, type):
+                    raise ForbiddenOperationError(
+                        "newobj-on-non-class", f"{_name(pair)} is not a class"
+                    )
+                return func.__new__(func, *args, **kwargs)
+            return func(*args, **kwargs)
+        except SafeloadError:
+            raise
+        except MemoryError as exc:
+            raise LimitExceededError(
+                "max_array_bytes",
+                0,
+                self.limits.max_array_bytes,
+                f"{_name(pair)} ran out of memory",
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - a trusted callable rejected the data
+            raise FormatError(
+                f"{_name(pair)} failed on the file's arguments: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def finish(self, result: Any, pair: tuple[str, str]) -> None:
+        """Account for a built array's bytes, or queue a built object for validation.
+
+        Raises
+        ------
+        LimitExceededError
+            ``max_array_bytes`` / ``max_total_array_bytes``.
+        """
         if type(result) is np.ndarray:
             if result.nbytes > self.limits.max_array_bytes:
                 self.limits.check("max_array_bytes", result.nbytes, f"array from {_name(pair)}")
@@ -276,7 +321,6 @@ class Builder:
             # validated once the whole graph is built: a cycle or a later BUILD could still
             # change a sub-object after its holder was checked (time of check / time of use)
             self.pending_validation.append(result)
-        return result
 
     def build_root(self, root: Any) -> Any:
         """Build the whole graph, then validate every built object (inner objects first).
@@ -287,8 +331,12 @@ class Builder:
             Any other exception a trusted callable raises on hostile state is reported as a
             ``FormatError`` (nothing but ``SafeloadError`` leaves a load).
         """
+        migration = self.__dict__.get("migration")
         try:
             result = self.build(root)
+            if migration is not None:  # redirect replaced objects, refuse surviving stand-ins
+                result = migration.finish(result)
+                self.pending_validation.extend(migration.created)
             for obj in self.pending_validation:
                 validate(obj, self.limits)
         except SafeloadError:
@@ -316,13 +364,23 @@ class Builder:
                 "and a second BUILD could replace state after it was checked",
             )
         build = self.build
+        migration = self.__dict__.get("migration")  # safeload.migrate.MigrationContext or None
         for op in ops:
             code = op[0]
             try:
                 if code == OP_BUILD:
                     state = op[1]
-                    if type(state) not in _ATOMIC:
-                        state = build(state, depth)
+                    if migration is None:
+                        if type(state) not in _ATOMIC:
+                            state = build(state, depth)
+                    else:  # the state's objects inherit this object's _sklearn_version
+                        pushed = migration.enter(obj, state)
+                        try:
+                            if type(state) not in _ATOMIC:
+                                state = build(state, depth)
+                            state = migration.rewrite(obj, state, pushed)
+                        finally:
+                            migration.leave(pushed)
                     _apply_build(obj, state, name)
                 elif code == OP_SETITEM:
                     obj[build(op[1], depth)] = build(op[2], depth)

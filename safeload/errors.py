@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "SafeloadError",
+    "IntegrityError",
     "FormatError",
     "LegacyFormatError",
     "UntrustedTypesError",
@@ -20,6 +21,9 @@ __all__ = [
     "LimitExceededError",
     "ValidationError",
     "PolicyError",
+    "MigrationError",
+    "UnmigratedLegacyError",
+    "VersionMismatchWarning",
 ]
 
 
@@ -173,3 +177,72 @@ class ValidationError(SafeloadError, ValueError):
 class PolicyError(SafeloadError, ValueError):
     """A trust policy was built or extended in a way safeload refuses (``trusted=True``, a
     wildcard, a name that can load or execute code)."""
+
+
+class MigrationError(SafeloadError):
+    """A file written by an older scikit-learn can not be migrated to today's classes exactly.
+
+    Raised by a migration rule when today's scikit-learn can not reproduce what the old version
+    computed (AdaBoost's removed ``SAMME.R`` algorithm ...), or when an inert stand-in of a
+    removed class would survive into the returned object.  Nothing the file named was called;
+    no estimator whose outputs differ from the old version's is returned.
+
+    Parameters
+    ----------
+    reason : str
+        Short stable identifier of the refusal, e.g. ``"adaboost-samme-r"``.
+    message : str
+        Human-readable explanation naming the class and the scikit-learn change.
+
+    Attributes
+    ----------
+    reason : str
+    """
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
+
+
+class UnmigratedLegacyError(MigrationError, LegacyFormatError):
+    """Names scikit-learn removed are still used where no migration rule replaces them.
+
+    Both a :class:`MigrationError` (reason ``"removed-class-survives"``) and a
+    :class:`LegacyFormatError`: the inert stand-in of a removed class would survive into the
+    returned object, so the file is refused as one that needs a conversion.
+
+    Parameters
+    ----------
+    types : iterable of (str, str)
+        Pairs ``(name, reason)`` of the removed names that survived.
+    """
+
+    def __init__(self, types: Iterable[tuple[str, str]]):
+        self.reason = "removed-class-survives"
+        LegacyFormatError.__init__(self, types)
+
+
+class VersionMismatchWarning(UserWarning):
+    """A file written by another scikit-learn version was migrated while loading.
+
+    The message names the source version, today's version and every migration applied
+    (see :mod:`safeload.migrate`).
+    """
+
+
+class IntegrityError(FormatError):
+    """A safe-format member's bytes do not match the SHA-256 its manifest records.
+
+    Attributes
+    ----------
+    members : list of str
+        Every member whose hash failed, in archive order.
+    """
+
+    def __init__(self, members: list[str]) -> None:
+        self.members = list(members)
+        shown = ", ".join(self.members[:5]) + (" ..." if len(self.members) > 5 else "")
+        super().__init__(
+            f"{len(self.members)} member(s) changed since the file was written "
+            f"(SHA-256 mismatch): {shown}"
+        )
