@@ -565,5 +565,118 @@ def inspect_command(
     raise SystemExit(EXIT_CLEAN if report.trusted else EXIT_UNSAFE)
 
 
+# --------------------------------------------------------------------------- verify
+def load_data(path: str) -> Any:
+    """Read ``--X``/``--y`` data: ``.npy`` (``allow_pickle=False``), ``.csv`` or ``.parquet``.
+
+    A ``.csv`` file is read with pandas when it is installed (a header row is detected: a first
+    row that does not parse as numbers names the columns), else with :func:`numpy.loadtxt`;
+    ``.parquet`` needs pandas (and pyarrow or fastparquet).
+
+    Raises
+    ------
+    click.UsageError
+        Another extension, a missing reader, or a file that can not be parsed.
+    """
+    import numpy as np
+
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            return np.load(path, allow_pickle=False)
+        if ext == ".csv":
+            with open(path, encoding="utf-8") as fh:
+                first = fh.readline().strip()
+            cells = [c.strip() for c in first.split(",")] if first else []
+            numeric = all(_is_number(c) for c in cells)
+            try:
+                import pandas as pd
+            except ImportError:
+                return np.loadtxt(path, delimiter=",", skiprows=0 if numeric else 1, ndmin=1)
+            return pd.read_csv(path, header=None if numeric else "infer")
+        if ext == ".parquet":
+            try:
+                import pandas as pd
+            except ImportError as exc:
+                raise click.UsageError(f"{path}: reading .parquet needs pandas") from exc
+            return pd.read_parquet(path)
+    except click.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, parser errors
+        raise click.UsageError(f"{path}: cannot read data: {type(exc).__name__}: {exc}") from exc
+    raise click.UsageError(f"{path}: data must be .npy, .csv or .parquet")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@main.command("verify")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--X", "x_path", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+              help="Input data (.npy, .csv, .parquet) to recompute the recorded cv_score.")  # fmt: skip
+@click.option("--y", "y_path", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+              help="Targets for --X (.npy, .csv, .parquet).")  # fmt: skip
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+    show_default=True, help="Output format.",
+)  # fmt: skip
+@click.option(
+    "-t", "--trusted", multiple=True, metavar="NAME",
+    help="Also trust this exact module.qualname (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
+)  # fmt: skip
+def verify_command(
+    path: str,
+    x_path: str | None,
+    y_path: str | None,
+    output_format: str,
+    trusted: tuple[str, ...],
+    policy_file: str | None,
+) -> None:
+    """Check a model file: member hashes, manifest, producer versions, stored probe, cv_score.
+
+    Safe-format files: every member's SHA-256 (each changed member is named), the manifest
+    against its JSON Schema, the producer's versions against the running ones, the stored probe
+    re-run (labels exactly, floats within the recorded tolerance), and, with --X and --y, the
+    recorded cv_score recomputed.  Pickle, joblib and skops files have no hashes: they pass
+    when they load through the policy.
+
+    Exit status: 0 everything holds, 1 a check failed, 2 usage error, unreadable file or a
+    check that could not run.
+    """
+    import warnings
+
+    from .errors import SafeloadError, VersionMismatchWarning
+    from .verify import verify
+
+    if (x_path is None) != (y_path is None):
+        raise click.UsageError("--X and --y go together")
+    try:
+        policy = load_policy_pack(policy_file).extend(list(trusted) or None)
+    except (PolicyError, OSError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    X = load_data(x_path) if x_path else None
+    y = load_data(y_path) if y_path else None
+    try:
+        with warnings.catch_warnings():  # the report lists the versions that differ
+            warnings.simplefilter("ignore", VersionMismatchWarning)
+            report = verify(path, X=X, y=y, policy=policy)
+    except (SafeloadError, OSError) as exc:
+        click.echo(f"safeload: {path}: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(EXIT_ERROR) from exc
+    click.echo(report.to_json() if output_format == "json" else report.to_text(), nl=False)
+    if output_format == "json":
+        click.echo()
+    raise SystemExit(report.exit_code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="safeload")

@@ -69,6 +69,7 @@ DUMPERS = {
     "joblib-zlib": lambda obj: _joblib_bytes(obj, ("zlib", 3)),
     "joblib-lzma": lambda obj: _joblib_bytes(obj, ("lzma", 3)),
     "skops": _skops_bytes,
+    "safeload": lambda obj: safeload.dumps(obj),
 }
 FORMATS = {
     "pickle-p0": ("pickle", 0),
@@ -78,6 +79,7 @@ FORMATS = {
     "joblib-zlib": ("joblib+zlib", 4),
     "joblib-lzma": ("joblib+lzma", 4),
     "skops": ("skops", None),
+    "safeload": ("safeload", 1),
 }
 
 
@@ -351,10 +353,10 @@ def test_foreign_and_broken_files():
         safeload.inspect(42)
 
 
-def test_safe_format_stub_and_registry():
+def test_safe_format_registry():
     manifest = json.dumps({"format": "safeload", "estimator": "x.Y"}).encode()
     data = make_zip([("manifest.json", manifest)])
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(FormatError):  # the safe-format inspector's strict reader refuses it
         safeload.inspect(data)
     previous = INSPECTORS["safeload"]
 
@@ -438,3 +440,59 @@ def test_codec_names_from_the_file_are_not_looked_up():
     root = safeload.inspect(stream).root
     assert root.attributes["a"].to_dict() == {"type": "bytes", "value": "encoded with 'rot13'"}
     assert root.attributes["b"].to_dict() == {"type": "bytes", "length": 1}
+
+
+# --------------------------------------------------------------------------- safe-format files
+def test_safe_file_shows_the_manifest(pipeline):
+    X, _ = _data()
+    data = safeload.dumps(pipeline, probe=X, metadata={"owner": "team"}, source="git:abc")
+    report = safeload.inspect(data)
+    assert report.format == "safeload" and report.protocol == 1 and report.trusted
+    manifest = report.manifest
+    assert manifest["producer"]["scikit-learn"] == SKLEARN_VERSION
+    assert manifest["metadata"] == {"owner": "team"} and manifest["source"] == "git:abc"
+    assert manifest["members"]["count"] == len(zipfile.ZipFile(io.BytesIO(data)).namelist()) - 1
+    assert report.metadata["producer_scikit-learn"] == SKLEARN_VERSION
+    assert report.metadata["probe"] == "40 rows; predict, predict_proba, decision_function"
+    text = report.to_text()
+    assert "safeload  protocol 1" in text and "owner" in text and "git:abc" in text
+    assert "coef_: ndarray (1, 3) float64" in text
+
+
+def test_safe_file_arrays_are_never_read(pipeline):
+    from ._archive_tools import members
+
+    data = bytearray(safeload.dumps(pipeline))
+    for name, m in members(bytes(data)).items():
+        if name.startswith("arrays/"):  # overwrite every array member's data
+            data[m.data_offset : m.data_offset + m.compressed_size] = b"\xff" * m.compressed_size
+    report = safeload.inspect(bytes(data))
+    lr = report.root.find("LogisticRegression")[0]
+    assert lr.fitted["coef_"].to_dict() == {"type": "numpy.ndarray", "shape": [1, 3],
+                                            "dtype": "float64"}  # fmt: skip
+
+
+def test_hostile_safe_file_runs_nothing(pipeline, canary_sandbox):
+    from ._archive_tools import rebuild
+
+    def hostile(raw: bytes) -> bytes:
+        doc = json.loads(raw)
+        doc["globals"].append(["os", "system"])
+        doc["root"]["state"]["v"]["memory"] = {"$": "call", "g": len(doc["globals"]) - 1,
+                                               "args": [canary_shell("inspect-safe")]}  # fmt: skip
+        return json.dumps(doc).encode()
+
+    data = rebuild(safeload.dumps(pipeline), {"graph.json": hostile})
+    report = safeload.inspect(data)
+    assert not report.trusted and report.untrusted_types == ["os.system"]
+    (call,) = [n for n in report.root.walk() if n.kind == "call"]
+    assert (call.class_name, call.verdict, call.role) == ("os.system", "dangerous", "memory")
+    assert "os" not in {g.name.split(".")[0] for g in report.globals if g.verdict == "trusted"}
+
+
+def test_cli_inspects_a_safe_file(tmp_path, pipeline):
+    path = tmp_path / "model.safe"
+    safeload.dump(pipeline, path)
+    result = run("inspect", str(path))
+    assert result.exit_code == 0
+    assert "steps['lr']: LogisticRegression" in result.stdout and "producer" in result.stdout

@@ -199,6 +199,7 @@ def write_archive(
         for key, value in (extra_roots or {}).items():
             doc[key] = encoder.enc(value, 0)
         encoder.check_trusted()
+        encoder.flush_pools()
     finally:
         hasher.close()
     graph = _json_bytes(doc)
@@ -259,9 +260,7 @@ def _pairs_hook(pairs: list) -> dict:
 
 def _parse_json(raw: bytes, name: str) -> Any:
     try:
-        return json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_pairs_hook, parse_constant=_no_constant
-        )
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except FormatError:
         raise
     except RecursionError:
@@ -309,9 +308,11 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
         raise _bad("M1", "the archive must hold manifest.json and graph.json")
     if names[-1] != MANIFEST or names[-2] != GRAPH:
         raise _bad("M1", "graph.json and manifest.json must be the last two members")
-    manifest = _parse_json(
-        _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes"), MANIFEST
-    )
+    manifest_raw = _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes")
+    if zlib.crc32(manifest_raw) != index[MANIFEST].crc:
+        # the manifest is not hashed by itself: its zip CRC-32 catches accidental changes
+        raise IntegrityError([MANIFEST])
+    manifest = _parse_json(manifest_raw, MANIFEST)
     check_manifest(manifest, names)
     graph_raw = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
     if verify:
@@ -382,10 +383,10 @@ def check_manifest(manifest: Any, names: list[str]) -> None:
     for name, entry in members.items():
         if (
             type(entry) is not dict
-            or entry.keys() != {"size", "sha256"}
-            or type(entry["size"]) is not int
-            or type(entry["sha256"]) is not str
-            or not _SHA256.match(entry["sha256"])
+            or len(entry) != 2
+            or type(entry.get("size")) is not int
+            or type(entry.get("sha256")) is not str
+            or len(entry["sha256"]) != 64
         ):
             raise _bad("M4", f"members[{name!r}] is {{size, sha256 (64 hex digits)}}")
     metadata = manifest.get("metadata")
@@ -673,6 +674,7 @@ def load_parts(
         mapped=mapped,
     )
     decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays)
+    decoder.copy_pooled = not mmap_mode
     out: dict[str, Any] = {"manifest": safe.manifest}
     try:
         for key in keys:

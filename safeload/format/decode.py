@@ -50,7 +50,7 @@ TAG_KEYS: dict[str, frozenset[str]] = {
     "dict": frozenset({"$", "v", "items", "k", "vi"}),
     "dtype": frozenset({"$", "v"}),
     "scalar": frozenset({"$", "dtype", "v", "b64"}),
-    "ndarray": frozenset({"$", "i"}),
+    "ndarray": frozenset({"$", "i", "at", "shape", "order"}),
     "objarray": frozenset({"$", "shape", "order", "v"}),
     "masked": frozenset({"$", "data", "mask", "fill_value"}),
     "global": frozenset({"$", "g"}),
@@ -122,6 +122,9 @@ class Decoder:
         self.limits: Limits = builder.limits
         self.arrays = arrays
         self._array_used = [False] * len(arrays)
+        #: pooled small arrays are copies (writable, own their data); read-only views of the
+        #: pool under mmap_mode="r"
+        self.copy_pooled = True
         self.slots: list[Any] = []
         self._plans: dict[tuple[int, str], Any] = {}
         self._handlers = {
@@ -398,12 +401,42 @@ class Decoder:
         index = v.get("i")
         if type(index) is not int or not 0 <= index < len(self.arrays):
             raise _bad("G8", "'ndarray'.i names an array of the table")
-        if self._array_used[index]:
-            raise _bad("G8", "an array member is used by two values (use a reference)")
-        self._array_used[index] = True
-        value = self.arrays[index]
+        if "at" in v:
+            value = self._pooled(v, self.arrays[index])
+        else:
+            if len(v) != 2:
+                raise _bad("G8", "a whole-member 'ndarray' has only i")
+            if self._array_used[index]:
+                raise _bad("G8", "an array member is used by two values (use a reference)")
+            self._array_used[index] = True
+            value = self.arrays[index]
         self.slots.append(value)
         return value
+
+    def _pooled(self, v: dict, pool: np.ndarray) -> np.ndarray:
+        """A small array stored as a slice of a 1-d pool member (FORMAT.md §4.4)."""
+        at = v["at"]
+        shape = v.get("shape")
+        order = v.get("order", "C")
+        if (
+            type(at) is not int
+            or at < 0
+            or type(shape) is not list
+            or len(shape) > 64
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or (order != "C" and order != "F")
+            or pool.ndim != 1
+        ):
+            raise _bad("G8", "a pooled 'ndarray' has at >= 0, a shape and order C or F")
+        count = math.prod(shape)
+        if at + count > pool.shape[0]:
+            raise _bad("G8", "a pooled 'ndarray' runs past the end of its pool")
+        part = pool[at : at + count]
+        if self.copy_pooled:
+            part = part.copy()
+        if len(shape) == 1 and order == "C":
+            return part
+        return part.reshape(shape, order=order)
 
     def _objarray(self, v: dict, depth: int) -> np.ndarray:
         shape = v.get("shape")

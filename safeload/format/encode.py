@@ -30,6 +30,8 @@ _INT64 = 2**63
 _FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType)
 #: a dict of str keys and int values this long or longer stores its values as one int64 array
 STRINTDICT_MIN = 64
+#: arrays smaller than this (bytes) share one pool member per dtype (FORMAT.md §4.4)
+POOL_BELOW = 64 << 10
 
 
 def _float(x: float) -> Any:
@@ -79,6 +81,9 @@ class Encoder:
         self._global_index: dict[tuple[str, str], int] = {}
         self.arrays: list[dict] = []
         self.dtypes: list[Any] = []
+        self._dtype_objects: list[np.dtype] = []
+        # dtype index -> (raveled small arrays, their ndarray tags, [elements so far])
+        self._pools: dict[int, tuple[list, list, list]] = {}
         self._dtype_index: dict[np.dtype, int] = {}
         self._memo: dict[int, list] = {}  # id(obj) -> [ref id, obj (kept alive), in-args flag]
         self._next_id = 0
@@ -266,19 +271,49 @@ class Encoder:
             order, arr = "F", obj
         else:
             order, arr = "C", np.ascontiguousarray(obj)
-        dtype_index = self._dtype_index.get(arr.dtype)
-        if dtype_index is None:
-            try:
-                descr = descr_to_json(arr.dtype)
-            except ValueError as exc:
-                raise FormatError(f"cannot store an array of dtype {arr.dtype}: {exc}") from None
-            dtype_index = self._dtype_index[arr.dtype] = len(self.dtypes)
-            self.dtypes.append(descr)
+        dtype_index = self._dtype_of(arr.dtype)
+        self._new_id(obj)
+        if arr.nbytes < POOL_BELOW and arr.dtype.itemsize:
+            # a small array goes into its dtype's pool: one member for many arrays (§4.4)
+            pool = self._pools.get(dtype_index)
+            if pool is None:
+                pool = self._pools[dtype_index] = ([], [], [0])
+            tag = {"$": "ndarray", "i": -1, "at": pool[2][0], "shape": list(arr.shape)}
+            if order == "F":
+                tag["order"] = "F"
+            pool[0].append(arr.ravel(order=order).view(np.uint8))
+            pool[1].append(tag)
+            pool[2][0] += arr.size
+            return tag
         index = len(self.arrays)
         self.arrays.append({"dtype": dtype_index, "shape": list(arr.shape), "order": order})
-        self._new_id(obj)
         self.emit_array(index, arr)
         return {"$": "ndarray", "i": index}
+
+    def _dtype_of(self, dtype: np.dtype) -> int:
+        dtype_index = self._dtype_index.get(dtype)
+        if dtype_index is None:
+            try:
+                descr = descr_to_json(dtype)
+            except ValueError as exc:
+                raise FormatError(f"cannot store an array of dtype {dtype}: {exc}") from None
+            dtype_index = self._dtype_index[dtype] = len(self.dtypes)
+            self.dtypes.append(descr)
+            self._dtype_objects.append(dtype)
+        return dtype_index
+
+    def flush_pools(self) -> None:
+        """Write each dtype's pool of small arrays as one 1-d member and point the values'
+        ``ndarray`` tags at it (called once the walk is complete)."""
+        for dtype_index, (parts, tags, length) in self._pools.items():
+            # bytes, not values: np.concatenate would repack a padded structured dtype
+            pool = np.concatenate(parts).view(self._dtype_objects[dtype_index])
+            index = len(self.arrays)
+            self.arrays.append({"dtype": dtype_index, "shape": [length[0]], "order": "C"})
+            self.emit_array(index, pool)
+            for tag in tags:
+                tag["i"] = index
+        self._pools.clear()
 
     def _masked(self, obj: np.ma.MaskedArray, depth: int) -> dict:
         self._new_id(obj, in_args=True)

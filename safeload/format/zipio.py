@@ -301,7 +301,7 @@ def read_index(data: Any, *, max_members: int, name_ok: Any) -> dict[str, ZipMem
     sig, disk, cd_disk, n_disk, n_total, cd_size, cd_start, comment = _EOCD.unpack_from(
         data, eocd_at
     )
-    if sig != _EOCD_SIG:
+    if sig != _EOCD_SIG or comment:
         raise _fail("Z2", "the end-of-central-directory record must close the file, no comment")
     if disk or cd_disk or n_disk != n_total:
         raise _fail("Z2", "multi-disk archives are not allowed")
@@ -315,95 +315,92 @@ def read_index(data: Any, *, max_members: int, name_ok: Any) -> dict[str, ZipMem
 
         raise LimitExceededError("max_members", n_total, max_members, "zip members")
     members: dict[str, ZipMember] = {}
+    view = memoryview(data)
     pos = cd_start
     expected_offset = 0
     central_unpack = _CENTRAL.unpack_from
-    local_unpack = _LOCAL.unpack_from
-    for _ in range(n_total):
-        if pos + _CENTRAL.size > cd_end:
-            raise _fail("Z3", "central directory truncated")
-        (
-            csig,
-            _made,
-            need,
-            flags,
-            method,
-            mtime,
-            mdate,
-            crc,
-            csize,
-            usize,
-            nlen,
-            xlen,
-            clen,
-            dstart,
-            _iattr,
-            _eattr,
-            hoff,
-        ) = central_unpack(data, pos)
-        if csig != _CENTRAL_SIG:
-            raise _fail("Z3", f"bad central directory signature at offset {pos}")
-        if flags != _FLAG_UTF8 or method not in (STORED, DEFLATED) or clen or dstart:
-            raise _fail(
-                "Z4",
-                "members must be UTF-8 named, stored or deflated, unencrypted, without data "
-                "descriptors or comments",
+    local_pack = _LOCAL.pack
+    central_size = _CENTRAL.size
+    try:
+        for _ in range(n_total):
+            if pos + central_size > cd_end:
+                raise _fail("Z3", "central directory truncated")
+            (
+                csig,
+                made,
+                need,
+                flags,
+                method,
+                mtime,
+                mdate,
+                crc,
+                csize,
+                usize,
+                nlen,
+                xlen,
+                clen,
+                dstart,
+                iattr,
+                eattr,
+                hoff,
+            ) = central_unpack(view, pos)
+            if csig != _CENTRAL_SIG:
+                raise _fail("Z3", f"bad central directory signature at offset {pos}")
+            if (
+                flags != _FLAG_UTF8
+                or need != 20
+                or made != 20
+                or clen
+                or dstart
+                or iattr
+                or eattr
+                or (method != STORED and method != DEFLATED)
+            ):
+                raise _fail(
+                    "Z4",
+                    "members must be UTF-8 named, stored or deflated, version 2.0, unencrypted, "
+                    "without data descriptors, comments or file attributes",
+                )
+            if mtime != _DOS_TIME or mdate != _DOS_DATE:
+                raise _fail("Z4", "timestamps must be the fixed 1980-01-01 00:00")
+            name_at = pos + central_size
+            extra_at = name_at + nlen
+            pos = extra_at + xlen
+            if pos > cd_end:
+                raise _fail("Z3", "central directory entry runs past its end")
+            raw_name = bytes(view[name_at:extra_at])
+            try:
+                name = raw_name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _fail("Z5", f"member name {raw_name[:60]!r} is not UTF-8") from None
+            if not name_ok(name):
+                raise _fail("Z5", f"member name {name[:80]!r} is not one the format defines")
+            if name in members:
+                raise _fail("Z5", f"duplicate member {name!r}")
+            if hoff != expected_offset:
+                raise _fail("Z7", f"{name}: members must follow each other with no gap")
+            extra = _extra_for(hoff, nlen, method == STORED)
+            if view[extra_at:pos] != extra:
+                raise _fail("Z6", f"{name}: extra field is not safeload's alignment padding")
+            if method == STORED and csize != usize:
+                raise _fail("Z4", f"{name}: a stored member's sizes must agree")
+            # the local header must repeat the central directory entry exactly (rule Z8)
+            local = (
+                local_pack(
+                    _LOCAL_SIG, need, flags, method, mtime, mdate, crc, csize, usize, nlen, xlen
+                )
+                + raw_name
+                + extra
             )
-        name_end = pos + _CENTRAL.size + nlen
-        extra_end = name_end + xlen
-        if extra_end > cd_end:
-            raise _fail("Z3", "central directory entry runs past its end")
-        raw_name = bytes(data[pos + _CENTRAL.size : name_end])
-        extra = bytes(data[name_end:extra_end])
-        try:
-            name = raw_name.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _fail("Z5", f"member name {raw_name[:60]!r} is not UTF-8") from None
-        if not name_ok(name):
-            raise _fail("Z5", f"member name {name[:80]!r} is not one the format defines")
-        if name in members:
-            raise _fail("Z5", f"duplicate member {name!r}")
-        if need != 20:
-            raise _fail("Z4", f"{name}: version needed to extract must be 2.0")
-        align_extra = extra
-        if mtime != _DOS_TIME or mdate != _DOS_DATE:
-            raise _fail("Z4", f"{name}: timestamps must be the fixed 1980-01-01 00:00")
-        if hoff != expected_offset:
-            raise _fail("Z7", f"{name}: members must follow each other with no gap")
-        if align_extra != _extra_for(hoff, nlen, method == STORED):
-            raise _fail("Z6", f"{name}: extra field is not safeload's alignment padding")
-        if method == STORED and csize != usize:
-            raise _fail("Z4", f"{name}: a stored member's sizes must agree")
-        # the local header must repeat the central directory exactly
-        local_extra_len = len(align_extra)
-        if hoff + _LOCAL.size + nlen + local_extra_len > cd_start:
-            raise _fail("Z7", f"{name}: local header outside the member area")
-        (lsig, lneed, lflags, lmethod, ltime, ldate, lcrc, lcsize, lusize, lnlen, lxlen) = (
-            local_unpack(data, hoff)
-        )
-        lname_at = hoff + _LOCAL.size
-        ok_sizes = (lcsize, lusize) == (csize, usize)
-        lextra = bytes(data[lname_at + nlen : lname_at + nlen + lxlen])
-        if not (
-            lsig == _LOCAL_SIG
-            and lneed == need
-            and lflags == flags
-            and lmethod == method
-            and (ltime, ldate) == (mtime, mdate)
-            and lcrc == crc
-            and ok_sizes
-            and lnlen == nlen
-            and lxlen == local_extra_len
-            and bytes(data[lname_at : lname_at + nlen]) == raw_name
-            and lextra == align_extra
-        ):
-            raise _fail("Z8", f"{name}: local header disagrees with the central directory")
-        data_offset = lname_at + nlen + lxlen
-        expected_offset = data_offset + csize
-        if expected_offset > cd_start:
-            raise _fail("Z7", f"{name}: data runs into the central directory")
-        members[name] = ZipMember(name, method, crc, csize, usize, hoff, data_offset)
-        pos = extra_end
+            data_offset = hoff + len(local)
+            expected_offset = data_offset + csize
+            if expected_offset > cd_start:
+                raise _fail("Z7", f"{name}: data runs into the central directory")
+            if view[hoff:data_offset] != local:
+                raise _fail("Z8", f"{name}: local header disagrees with the central directory")
+            members[name] = ZipMember(name, method, crc, csize, usize, hoff, data_offset)
+    finally:
+        view.release()
     if pos != cd_end:
         raise _fail("Z3", "bytes left over in the central directory")
     if expected_offset != cd_start:

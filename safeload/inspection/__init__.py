@@ -222,3 +222,8 @@ def inspect(
         if inspector is None:
             raise FormatError(f"no inspector is registered for {fmt!r} files")
         return inspector(src, options)
+
+
+from .safefile import inspect_safe_file  # noqa: E402 - needs register_inspector defined above
+
+register_inspector("safeload", inspect_safe_file)

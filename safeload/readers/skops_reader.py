@@ -37,7 +37,7 @@ def is_skops_archive(src: Source) -> bool:
     try:
         with _zip(src) as zf:
             return _SCHEMA in zf.namelist()
-    except FormatError:
+    except Exception:  # noqa: BLE001 - any damage: not a skops file; the caller refuses it
         return False
 
 
