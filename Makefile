@@ -35,6 +35,12 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
 
+FUZZ_SECONDS ?= 60
+
+# Coverage-guided (atheris) or random mutation of every reader's seed files, FUZZ_SECONDS each.
+fuzz: $(STAMP)
+	$(PY) tools/fuzz.py --seconds $(FUZZ_SECONDS)
+
 policy: $(STAMP)
 	$(PY) tools/gen_policy.py
 

@@ -24,6 +24,10 @@ from ..limits import Limits
 __all__ = ["Compressor", "COMPRESSORS", "detect_compressor", "BoundedReader", "open_decompressed"]
 
 _CHUNK = 1 << 20
+#: Compressed input handed to a decompressor at a time when it does not report what it left
+#: unconsumed (bz2, lzma, xz, lz4): :meth:`_DecompressedStream.compressed_used` is then exact
+#: to within this many bytes.
+_INPUT_PIECE = 8 << 10
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class _DecompressedStream(io.RawIOBase):
     ``LZ4FrameDecompressor``.  Output is produced in chunks of at most 1 MiB.  When the stream
     ends, anything after it is refused — a compressed pickle followed by a zip is a polyglot,
     exactly like a raw one (catalogue F08) — except, for gzip, further members (RFC 1952).
+    :meth:`compressed_used` tells how many compressed bytes produced the output so far (the
+    joblib reader bounds the opcodes of a stream by it: a compression bomb of cheap opcodes).
 
     Raises
     ------
@@ -59,6 +65,20 @@ class _DecompressedStream(io.RawIOBase):
         self._zlib_like = hasattr(self._d, "unconsumed_tail")
         self._pending = b""  # input read past the end of the previous gzip member
         self._buf = b""
+        self._piece = _CHUNK if self._zlib_like else _INPUT_PIECE
+        self._fed = 0  # compressed bytes read from ``raw`` so far
+
+    def compressed_used(self) -> int:
+        """Compressed bytes read and consumed by the decompressor so far.
+
+        Exact for zlib and gzip (``unconsumed_tail``); for the other decompressors, which
+        buffer their input, at most ``_INPUT_PIECE`` bytes more than consumed.
+        """
+        left = len(self._pending)
+        d = self._d
+        left += len(getattr(d, "unconsumed_tail", b"") or b"")
+        left += len(getattr(d, "unused_data", b"") or b"")
+        return max(0, self._fed - left)
 
     def readable(self) -> bool:
         return True
@@ -67,7 +87,9 @@ class _DecompressedStream(io.RawIOBase):
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        return self._raw.read(_CHUNK)
+        data = self._raw.read(self._piece)
+        self._fed += len(data)
+        return data
 
     def _more(self) -> bytes:
         d = self._d
@@ -91,7 +113,9 @@ class _DecompressedStream(io.RawIOBase):
         tail = (self._d.unused_data or b"") + self._pending
         self._pending = b""
         if len(tail) < 2:
-            tail += self._raw.read(2 - len(tail))
+            more = self._raw.read(2 - len(tail))
+            self._fed += len(more)
+            tail += more
         if not tail:
             return True
         if self._multi_member and tail[:2] == b"\x1f\x8b":
@@ -180,11 +204,22 @@ class BoundedReader:
         When the underlying decompressor reports corrupt data.
     """
 
-    def __init__(self, raw: IO[bytes], limit: int, limit_name: str = "max_decompressed_bytes"):
+    def __init__(
+        self,
+        raw: IO[bytes],
+        limit: int,
+        limit_name: str = "max_decompressed_bytes",
+        source: Callable[[], int] | None = None,
+    ):
         self._raw = raw
         self._limit = limit
         self._limit_name = limit_name
+        self._source = source
         self.consumed = 0
+
+    def source_bytes(self) -> int | None:
+        """Compressed bytes consumed so far to produce this stream, None when not compressed."""
+        return None if self._source is None else self._source()
 
     def _account(self, n: int) -> None:
         self.consumed += n
@@ -270,6 +305,9 @@ def open_decompressed(
     raw: IO[bytes], compressor: Compressor | None, limits: Limits
 ) -> BoundedReader:
     """Wrap ``raw`` (positioned at the start) in its decompressor and a :class:`BoundedReader`."""
-    stream = compressor.open(raw) if compressor is not None else raw
-    limit = limits.max_decompressed_bytes if compressor is not None else limits.max_file_bytes
-    return BoundedReader(stream, limit)
+    if compressor is None:
+        return BoundedReader(raw, limits.max_file_bytes)
+    stream = compressor.open(raw)
+    inner = getattr(stream, "raw", None)
+    source = getattr(inner, "compressed_used", None)
+    return BoundedReader(stream, limits.max_decompressed_bytes, source=source)

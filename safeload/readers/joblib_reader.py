@@ -19,7 +19,11 @@ of :mod:`safeload.graph` and one changed opcode:
 
 No opcode pre-scan runs on these streams (they are read as they decompress), so the reader
 enforces what :func:`~safeload.readers.opscan.scan_opcodes` enforces for raw pickles:
-``max_opcodes`` (counted in :meth:`_JoblibUnpickler.load`), ``max_memo`` (same rule for
+``max_opcodes`` (counted in :meth:`_JoblibUnpickler.load`; for a *compressed* stream with the
+default limit also at most :data:`OPCODE_FLOOR` plus :data:`OPCODES_PER_COMPRESSED_BYTE` per
+compressed byte consumed, over all the streams of the file: this unpickler runs at about
+0.5-2 us per opcode, so a 600 KiB gzip of 2**28 cheap opcodes would otherwise keep it busy for
+minutes before ``max_opcodes``), ``max_memo`` (same rule for
 ``PUT``/``LONG_BINPUT``), ``max_int_bytes`` (``LONG1``/``LONG4``), and the hash-bomb budget:
 the keys and items that ``SETITEM(S)``, ``DICT``, ``ADDITEMS`` and ``FROZENSET`` hash are
 weighed first (a tuple visits ``1 + its items' weights`` objects, shared tuples each time) and
@@ -46,13 +50,31 @@ from .._dtypestate import dtype_state_problem
 from .._text import describe
 from ..errors import FormatError, LimitExceededError, SafeloadError
 from ..graph import ATOMIC_TYPES, OP_BUILD, Call, New, ParseContext
-from ..limits import Limits
+from ..limits import DEFAULT_LIMITS, Limits
 from .compression import _CHUNK
 from .npy import read_npy_file, read_npy_header
 from .opscan import _MAX_PUT_DIGITS, _W_CAP, OPCODE_NAMES
 from .pickle_reader import ParsedStream, _Forbidden, _inert_hooks
 
-__all__ = ["parse_joblib", "JOBLIB_MODULES", "SkippedArray", "SCAN_KEEP_BYTES"]
+__all__ = [
+    "parse_joblib",
+    "JOBLIB_MODULES",
+    "SkippedArray",
+    "SCAN_KEEP_BYTES",
+    "OPCODE_FLOOR",
+    "OPCODES_PER_COMPRESSED_BYTE",
+]
+
+#: Opcodes a compressed stream may always use (about 0.5 s of this unpickler), whatever its
+#: compressed size.  Together with :data:`OPCODES_PER_COMPRESSED_BYTE` this bounds the work of
+#: a compressed file by its size on disk when ``Limits.max_opcodes`` is the default; a caller
+#: who sets ``max_opcodes`` explicitly gets exactly that limit instead.
+OPCODE_FLOOR = 1 << 20
+#: Opcodes allowed per compressed byte beyond :data:`OPCODE_FLOOR`.  Real models stay below 8
+#: (a 200,000-term TfidfVectorizer: 0.5 with bz2; a dict of 300,000 ints: 7.6 with xz); a
+#: stream of cheap opcodes (``N0`` repeated) compresses to about 1,000 opcodes per byte.
+OPCODES_PER_COMPRESSED_BYTE = 32
+_CHECK_EVERY = 0xFFFF  # the ratio is checked every 65,536 opcodes (and when a stream ends)
 
 #: In the scanner's mode (``materialize=False``) arrays up to this size are still read, so that
 #: the static checks can look at small arguments (a tree's ``n_classes``); larger ones are
@@ -119,6 +141,9 @@ class _JoblibUnpickler(_Base):
         #: far, shared with the nested streams of object arrays: one budget per file
         self._weights: dict[int, tuple[int, tuple]] = {}
         self._hashed = [0]
+        #: opcodes of the finished 65,536-opcode blocks of every stream of the file (nested
+        #: object-array streams share it), for the compressed-size budget
+        self._opcount = [0]
 
     # -- BUILD -------------------------------------------------------------------------------
     def load_build(self) -> None:
@@ -163,7 +188,12 @@ class _JoblibUnpickler(_Base):
 
     # -- stream limits (the raw-pickle reader's pre-scan enforces the same ones) -------------
     def load(self) -> Any:
-        """``pickle._Unpickler.load`` plus the opcode count of ``max_opcodes``."""
+        """``pickle._Unpickler.load`` plus the opcode count of ``max_opcodes``.
+
+        For a compressed stream with the default ``max_opcodes``, the opcodes of all the
+        streams of the file are also bounded by the compressed bytes consumed
+        (:meth:`_check_compressed_budget`).
+        """
         self._unframer = pickle._Unframer(self._file_read, self._file_readline)
         self.read = self._unframer.read
         self.readinto = self._unframer.readinto
@@ -175,6 +205,10 @@ class _JoblibUnpickler(_Base):
         read = self.read
         dispatch = self.dispatch
         max_ops = self._safeload_limits.max_opcodes
+        source = getattr(self._file, "source_bytes", None)
+        budgeted = (
+            source is not None and source() is not None and max_ops == DEFAULT_LIMITS.max_opcodes
+        )
         nops = 0
         try:
             while True:
@@ -184,10 +218,42 @@ class _JoblibUnpickler(_Base):
                 nops += 1
                 if nops > max_ops:
                     raise LimitExceededError("max_opcodes", nops, max_ops, "pickle opcodes")
+                if not nops & _CHECK_EVERY:
+                    self._opcount[0] += _CHECK_EVERY + 1
+                    if budgeted:
+                        self._check_compressed_budget(source())
                 self._nops = nops
                 dispatch[key[0]](self)
         except pickle._Stop as stopinst:
+            self._opcount[0] += nops & _CHECK_EVERY
+            nops = 0
+            if budgeted:
+                self._check_compressed_budget(source())
             return stopinst.value
+        finally:
+            self._opcount[0] += nops & _CHECK_EVERY
+
+    def _check_compressed_budget(self, compressed: int) -> None:
+        """Refuse more than ``OPCODE_FLOOR + OPCODES_PER_COMPRESSED_BYTE * compressed`` opcodes.
+
+        Raises
+        ------
+        LimitExceededError
+            ``max_opcodes``, with the budget as ``allowed``.
+        """
+        total = self._opcount[0]
+        allowed = OPCODE_FLOOR + OPCODES_PER_COMPRESSED_BYTE * compressed
+        if total > allowed:
+            raise LimitExceededError(
+                "max_opcodes",
+                total,
+                allowed,
+                f"opcodes of a compressed stream: at most {OPCODE_FLOOR:,} plus "
+                f"{OPCODES_PER_COMPRESSED_BYTE} per compressed byte ({compressed:,} read) with "
+                "the default limit, as a small file of many cheap opcodes would keep the "
+                "loader busy for minutes; an explicit Limits(max_opcodes=...) replaces this "
+                "budget",
+            )
 
     def _check_memo(self, index: int) -> None:
         """The pre-scan's rule (``opscan._check_memo``) for ``PUT`` and ``LONG_BINPUT``."""
@@ -595,6 +661,7 @@ class _JoblibUnpickler(_Base):
         )
         inner._weights = self._weights
         inner._hashed = self._hashed
+        inner._opcount = self._opcount
         return inner.load()
 
     def _read_side_file(self, state: Any) -> np.ndarray:

@@ -41,7 +41,32 @@ def is_skops_archive(src: Source) -> bool:
         return False
 
 
+def _check_with_scanner(src: Source, policy: Policy, limits: Limits) -> None:
+    """Refuse what ``safeload.scan`` reports unsafe in the archive (duplicate or overlapping
+    members, data after the end record, unknown skops loaders, pickled members ...): the loader
+    and the scanner must agree on every file."""
+    from ..scan import scan
+
+    report = scan(bytes(src.data), policy=policy, limits=limits)
+    if report.safe:
+        return
+    if report.untrusted_types:
+        reasons = {name: "not trusted by the policy" for name in report.untrusted_types}
+        raise UntrustedTypesError(sorted(reasons.items()), "the .skops file names untrusted types")
+    blocking = [f"{f.rule_id} {f.message}" for f in report.findings if f.blocking]
+    raise FormatError("the .skops archive is malformed: " + "; ".join(blocking[:5]))
+
+
 def _read_schema(src: Source, limits: Limits) -> dict:
+    try:
+        return _read_schema_unchecked(src, limits)
+    except SafeloadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile's BadZipFile, NotImplementedError ...
+        raise FormatError(f"corrupt .skops archive: {type(exc).__name__}: {exc}") from None
+
+
+def _read_schema_unchecked(src: Source, limits: Limits) -> dict:
     with _zip(src) as zf:
         info = zf.getinfo(_SCHEMA)
         if info.file_size > limits.max_json_bytes:
@@ -147,6 +172,7 @@ def load_skops(
         import skops.io as sio
     except ImportError as exc:  # pragma: no cover - skops is a dependency
         raise FormatError("reading .skops files needs the skops package") from exc
+    _check_with_scanner(src, policy, limits)
     schema = _read_schema(src, limits)
     untrusted = []
     for pair in skops_globals(schema, limits):

@@ -178,7 +178,32 @@ def assert_refused(
     expected.check(exc)
     imported = [m for m in fresh if m in sys.modules]
     assert imported == [], f"refused, but imported {imported}"
+    if isinstance(expected, (Untrusted, Limit)) or (
+        isinstance(expected, Forbidden) and expected.operation in _STATIC_OPERATIONS
+    ):
+        # the second entry point: scan reports the same file unsafe, importing nothing
+        report = safeload.scan(data, policy=policy, limits=limits, trusted=trusted)
+        assert not report.safe, f"load refused ({type(exc).__name__}) but scan calls it safe"
+        if isinstance(expected, Untrusted):
+            assert set(expected.types) <= set(report.untrusted_types), report.untrusted_types
+        imported = [m for m in fresh if m in sys.modules]
+        assert imported == [], f"scan imported {imported}"
     return exc
+
+
+#: ForbiddenOperationError operations the scanner decides statically (scan must agree); the
+#: others need the real class or a built value (docs/SCANNING.md, "checks that need ...").
+_STATIC_OPERATIONS = frozenset(
+    {
+        "build-on-global",
+        "build-on-class",
+        "persistent-id",
+        "extension-code",
+        "out-of-band-buffer",
+        "call-of-result",
+        "lazy-iterable",
+    }
+)
 
 
 # --------------------------------------------------------------------------- bounded runs
