@@ -1,13 +1,19 @@
-"""safeload demo: load real model files written by old software, refuse a hostile one.
+"""safeload demo: load real model files written by old software, refuse a hostile one, convert
+an old pickle into a verified safe file.
 
 Run with ``make demo``.  Everything it reads is in ``examples/models/`` (copied from the shared
-legacy corpus by ``tools/make_demo_files.py``); nothing here calls ``pickle.load``.
+legacy corpus by ``tools/make_demo_files.py``); nothing here calls ``pickle.load``.  The safe
+file is written to ``$TMPDIR/safeload-demo/``; the demo ends with ``safeload inspect`` and
+``safeload verify`` run on it.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests._probes import check_probe  # noqa: E402
 
 MODELS = Path(__file__).resolve().parent / "models"
+#: a random forest pickled by Python 3.6 / scikit-learn 0.21.3, with the outputs it gave there
+OLD_PICKLE = MODELS / "py36_skl0213__RandomForestClassifier.p2.pkl"
 
 
 def main() -> int:
@@ -71,7 +79,38 @@ def main() -> int:
     if (Path.cwd() / "PWNED.txt").exists():
         console.print("[bold red]the payload ran[/bold red]")
         return 1
+    failures += convert_old_pickle(console)
     return 1 if failures else 0
+
+
+def convert_old_pickle(console: Console) -> int:
+    """Convert the old forest to a safe file, check it, then inspect and verify it."""
+    out_dir = Path(tempfile.gettempdir()) / "safeload-demo"
+    safe_file = out_dir / "random_forest_skl0213.safeload"
+    console.rule("[bold]converting an old pickle into a safe file")
+    console.print(f"safeload.convert({OLD_PICKLE.name!r}, {str(safe_file)!r})")
+    sidecar = OLD_PICKLE.name.split(".")[0] + ".probe.json"
+    console.print(f"reference outputs: {sidecar}, recorded under scikit-learn 0.21.3 (sidecar)\n")
+    report = safeload.convert(OLD_PICKLE, safe_file)
+    console.print(str(report), markup=False, highlight=False)
+    if report.status != "verified":
+        console.print("[bold red]the conversion was not verified[/bold red]")
+        return 1
+    probe = json.loads((MODELS / "py36_skl0213__RandomForestClassifier.probe.json").read_text())
+    model = safeload.load(safe_file)  # a zip of JSON and .npy: no pickle anywhere
+    problem = check_probe(model, probe)
+    predicted = model.predict(probe["calls"][0]["input"]).tolist()
+    console.print(f"\nloaded the safe file: {type(model).__name__}, predict -> {predicted}")
+    console.print(
+        "outputs vs. scikit-learn 0.21.3: "
+        + ("[green]identical[/green]" if problem is None else f"[red]{problem}[/red]")
+    )
+    failures = problem is not None
+    for command in (["inspect", str(safe_file)], ["verify", str(safe_file)]):
+        console.rule(f"[bold]$ safeload {shlex.join(command)}")
+        done = subprocess.run([sys.executable, "-m", "safeload", *command], check=False)
+        failures += done.returncode != 0
+    return int(failures)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Public API: :func:`load`, :func:`loads`, :class:`Policy`, :class:`Limits` and th
 """
 
 from .api import load, loads
+from .convert import ConversionReport, convert
 from .dump import dump, dumps
 from .errors import (
     ForbiddenOperationError,
@@ -59,4 +60,6 @@ __all__ = [
     "InspectReport",
     "verify",
     "VerificationReport",
+    "convert",
+    "ConversionReport",
 ]

@@ -276,7 +276,7 @@ class Builder:
         """
         func, pair, rule = plan
         kwargs = kwargs or {}
-        if rule is not None:
+        if rule is not None and (args or kwargs or rule is not _class_call_without_arguments):
             verdict = rule(
                 CallSite(pair, func, args, kwargs, kind, self.limits, self.is_trusted_type)
             )

@@ -678,5 +678,111 @@ def verify_command(
     raise SystemExit(report.exit_code)
 
 
+# --------------------------------------------------------------------------- convert
+@main.command("convert")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(path_type=str), metavar="OUT",
+    help="Output directory (directories are mirrored into it); for one file, the output file.",
+)  # fmt: skip
+@click.option(
+    "-j", "--jobs", type=int, default=1, show_default=True,
+    help="Files converted in parallel processes through joblib (-1: all cores).",
+)  # fmt: skip
+@click.option(
+    "--probe", "probe_path", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="Probe rows (.npy or .csv) for every file: stored in the output, reload compared on them.",
+)  # fmt: skip
+@click.option(
+    "--report", "report_path", type=click.Path(dir_okay=False), metavar="FILE.json",
+    help="Write the JSON report there, and the Markdown report next to it (.md).",
+)  # fmt: skip
+@click.option(
+    "-t", "--trusted", multiple=True, metavar="NAME",
+    help="Also trust this exact module.qualname (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
+)  # fmt: skip
+def convert_command(
+    sources: tuple[str, ...],
+    out: str,
+    jobs: int,
+    probe_path: str | None,
+    report_path: str | None,
+    trusted: tuple[str, ...],
+    policy_file: str | None,
+) -> None:
+    """Convert pickle, joblib and .skops files into verified safe-format files.
+
+    Each SOURCE is a file or a directory tree (mirrored into OUT, each output named
+    <source name>.safeload).  Outputs are compared with the sidecar <stem>.probe.json next to
+    the source when there is one (verified), and always reloaded and compared with the migrated
+    estimator before being renamed into place.  A refused file never stops the batch and never
+    leaves an output behind.
+
+    Exit status: 0 every file converted, 1 at least one refused, 2 usage error or a source
+    that does not exist.
+    """
+    import time
+
+    from rich.console import Console
+
+    from .convert import convert_batch, load_probe_input, plan_batch
+    from .convert_report import print_summary, render_json, render_markdown
+
+    if jobs == 0:
+        raise click.UsageError("--jobs must not be 0")
+    try:
+        load_policy_pack(policy_file).extend(list(trusted) or None)
+    except (PolicyError, OSError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        probe = load_probe_input(probe_path) if probe_path else None
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"--probe: {exc}") from exc
+    pairs, errors, skipped = plan_batch(sources, out)
+    for path, error in errors:
+        click.echo(f"safeload: {path}: {error}", err=True)
+    err_console = Console(stderr=True)
+    start = time.perf_counter()
+    if err_console.is_terminal and len(pairs) > 1:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                      transient=True) as bar:  # fmt: skip
+            task = bar.add_task("converting", total=len(pairs))
+            reports = convert_batch(pairs, jobs=jobs, probe=probe, trusted=trusted,
+                                    policy_file=policy_file,
+                                    progress=lambda _r: bar.advance(task))  # fmt: skip
+    else:
+        reports = convert_batch(pairs, jobs=jobs, probe=probe, trusted=trusted,
+                                policy_file=policy_file)  # fmt: skip
+    wall = time.perf_counter() - start
+    terminal = sys.stdout.isatty()
+    console = Console(width=None if terminal else 160, soft_wrap=not terminal, highlight=False)
+    print_summary(console, reports, errors=errors, wall_seconds=wall)
+    if skipped:
+        console.print(f"{len(skipped)} non-model file(s) skipped")
+    if report_path:
+        md_path = os.path.splitext(report_path)[0] + ".md"
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
+            with open(report_path, "w", encoding="utf-8") as fh:
+                fh.write(render_json(reports, errors=errors, skipped=skipped,
+                                     wall_seconds=wall, jobs=jobs) + "\n")  # fmt: skip
+            with open(md_path, "w", encoding="utf-8") as fh:
+                fh.write(render_markdown(reports, errors=errors, wall_seconds=wall, jobs=jobs))
+        except OSError as exc:
+            click.echo(f"safeload: cannot write the report: {exc}", err=True)
+            raise SystemExit(EXIT_ERROR) from exc
+        console.print(f"reports: {report_path}, {md_path}")
+    if errors:
+        raise SystemExit(EXIT_ERROR)
+    raise SystemExit(EXIT_UNSAFE if any(not r.ok for r in reports) else EXIT_CLEAN)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="safeload")

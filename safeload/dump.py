@@ -8,7 +8,9 @@ import io
 import os
 import platform
 import shutil
+import stat
 import tempfile
+import threading
 from typing import IO, Any
 
 from .api import make_policy
@@ -135,6 +137,8 @@ def dump(
     trusted: Any = None,
     policy: Policy | None = None,
     limits: Limits | None = None,
+    fsync: bool = False,
+    _extra_manifest: dict | None = None,
 ) -> dict:
     """Write ``obj`` (an estimator, or any trusted object graph) as a safe-format file.
 
@@ -173,6 +177,9 @@ def dump(
         As for :func:`safeload.load`.
     limits : Limits, optional
         ``max_depth`` bounds the walk.
+    _extra_manifest : dict, optional
+        Private: extra manifest keys of ``docs/FORMAT.md`` §3 (``converted_from``, written by
+        :func:`safeload.convert`).
 
     Returns
     -------
@@ -201,9 +208,10 @@ def dump(
         trusted=trusted,
         policy=policy,
         limits=limits,
+        extra_manifest=_extra_manifest,
     )
     if isinstance(file, (str, os.PathLike)):
-        return _atomic_write(os.fspath(file), write)
+        return _atomic_write(os.fspath(file), write, fsync)
     if not hasattr(file, "write"):
         raise TypeError(f"cannot write to a {type(file).__name__}: pass a path or a binary file")
     with tempfile.TemporaryFile() as tmp:  # the archive is finished before the caller sees it
@@ -214,7 +222,15 @@ def dump(
 
 
 def _make_writer(
-    obj: Any, *, probe: Any, trusted: Any, policy: Any, limits: Any, compression: Any, **fields: Any
+    obj: Any,
+    *,
+    probe: Any,
+    trusted: Any,
+    policy: Any,
+    limits: Any,
+    compression: Any,
+    extra_manifest: dict | None = None,
+    **fields: Any,
 ):
     limits = limits or DEFAULT_LIMITS
     pol = make_policy(trusted, policy)
@@ -224,6 +240,7 @@ def _make_writer(
         from .probe import make_probe
 
         extra_roots, manifest_extra["probe"] = make_probe(obj, probe)
+    manifest_extra.update(extra_manifest or {})
     manifest = build_manifest(extra=manifest_extra, **fields)
 
     def write(fh: IO[bytes]) -> dict:
@@ -240,14 +257,40 @@ def _make_writer(
     return write
 
 
-def _atomic_write(path: str, write: Any) -> dict:
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _atomic_write(path: str, write: Any, fsync: bool = False) -> dict:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp creates 0600; give the file the mode open() would (umask), or keep the mode
+        # of the file it replaces
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w+b") as fh:
             result = write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -129,6 +129,7 @@ class VerificationReport:
     path: str | None
     format: str
     checks: list[Check] = field(default_factory=list)
+    _parsed_manifest: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -244,7 +245,7 @@ def _short(digest: str | None) -> str:
     return (digest or "?")[:12] + "…"
 
 
-def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple[dict | None, bool]:
+def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple[dict | None, bool]:  # noqa: E501
     """The ``structure`` and ``hashes`` checks: ``(manifest or None when unreadable, whether
     every member is intact)``."""
     from .format.archive import _MEMBER, GRAPH, MANIFEST, _member_bytes, _parse_json, check_manifest
@@ -269,10 +270,16 @@ def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple
     else:
         try:
             raw = _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes")
-            manifest = _parse_json(raw, MANIFEST)
+            manifest = _parse_json(raw, MANIFEST, strict_keys=True)
             check_manifest(manifest, names)
         except SafeloadError as exc:
             problem = f"manifest.json: {exc}"
+        else:
+            try:  # rule J2 in full: the loader parses graph.json once, last repeat wins
+                graph = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
+                _parse_json(graph, GRAPH, strict_keys=True)
+            except SafeloadError as exc:
+                problem = f"graph.json: {exc}"
     failures: dict[str, str] = {}
     checked = 0
     members = manifest.get("members", {}) if problem is None else {}
@@ -309,6 +316,7 @@ def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple
     else:
         _add(report, "hashes", "ok", f"SHA-256 of {checked} members and CRC-32 of all "
              f"{len(names)} match", members=[])  # fmt: skip
+    report._parsed_manifest = manifest if isinstance(manifest, dict) else None
     return (manifest if problem is None and MANIFEST not in failures else None), (
         problem is None and not failures
     )
@@ -518,6 +526,8 @@ def _verify_safe(report: VerificationReport, src: Source, policy: Policy, limits
     if manifest is not None:
         _schema_check(report, manifest)
         _version_check(report, manifest)
+    elif report._parsed_manifest is not None:
+        _schema_check(report, report._parsed_manifest)  # say which fields break the schema
     if not intact:
         names = ("load", "probe", "cv_score") if manifest else ("manifest", "versions", "load",
                                                                 "probe", "cv_score")  # fmt: skip

@@ -22,6 +22,7 @@ DEST = ROOT / "examples" / "models"
 DEMO_FILES = [
     ("py27_skl0204", "MLPClassifier.p2.pkl"),
     ("py36_skl0213", "SGDClassifier.skjl-zlib3.joblib"),
+    ("py36_skl0213", "RandomForestClassifier.p2.pkl"),  # converted to a safe file by the demo
     ("py37_skl102", "Pipeline.jl.joblib"),
     ("py39_skl132", "KNeighborsClassifier.jl-lzma3.joblib"),
     ("py310_skl161", "HistGradientBoostingClassifier.p5.pkl"),

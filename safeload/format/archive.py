@@ -49,11 +49,16 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
 _MEMBER = re.compile(r"(?:manifest\.json|graph\.json|arrays/[0-9]{6,9}\.npy)\Z")
-_CHUNK = 8 << 20
+_CHUNK = 1 << 20
 #: arrays at least this large are read with ``readinto`` and hashed on a worker thread
-_LARGE = 1 << 20
+_LARGE = 64 << 10
 #: files up to this size are read into memory at once rather than through the map
-_SMALL_FILE = 16 << 20
+_SMALL_FILE = 1 << 20
+#: a JSON nesting too deep for Python's parser is reported against max_depth
+DEFAULT_MAX_DEPTH = Limits().max_depth
+_JSON_DEPTH_HIT = 1000
+_MAX_DIM = np.iinfo(np.intp).max
+_ISO_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -75,28 +80,31 @@ def is_safe_archive(head: bytes) -> bool:
 
 
 class _Hasher:
-    """SHA-256 and CRC-32 of member data, on one worker thread for large members.
+    """SHA-256 and CRC-32 of large members on two worker threads, in chunk order.
 
-    ``hashlib`` and ``zlib.crc32`` release the GIL on large buffers, so hashing one chunk runs
-    on the second core while the main thread writes the next one.
+    ``hashlib`` and ``zlib.crc32`` release the GIL on large buffers, so while the main thread
+    writes chunk *k*, one worker hashes it and the other computes its CRC-32 (each worker is a
+    single thread, so its updates stay in order).
     """
 
     def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: list[ThreadPoolExecutor] = []
 
-    def pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safeload-hash")
-        return self._pool
+    def pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        if not self._pools:
+            self._pools = [
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"safeload-{name}")
+                for name in ("sha256", "crc32")
+            ]
+        return self._pools[0], self._pools[1]
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        for pool in self._pools:
+            pool.shutdown(wait=True)
 
 
-def _hash_chunks(state: list, chunk: Any) -> None:
-    state[0].update(chunk)
-    state[1] = zlib.crc32(chunk, state[1])
+def _crc_update(acc: list, chunk: Any) -> None:
+    acc[0] = zlib.crc32(chunk, acc[0])
 
 
 def _raw_bytes(arr: np.ndarray) -> np.ndarray:
@@ -127,16 +135,17 @@ def _emit_array(state: _WriteState, index: int, arr: np.ndarray) -> None:
         h.update(raw)
         sink.write(raw)
     else:
-        acc = [h, sink.crc]
-        pool = state.hasher.pool()
+        sha_pool, crc_pool = state.hasher.pools()
+        crc = [sink.crc]
         futures = []
         for start in range(0, raw.nbytes, _CHUNK):
             chunk = raw[start : start + _CHUNK]
-            futures.append(pool.submit(_hash_chunks, acc, chunk))
-            sink.write(chunk, crc=False)  # the worker continues the CRC in order
+            futures.append(sha_pool.submit(h.update, chunk))
+            futures.append(crc_pool.submit(_crc_update, crc, chunk))
+            sink.write(chunk, crc=False)
         for fut in futures:
             fut.result()
-        sink.crc = acc[1]
+        sink.crc = crc[0]
     sink.close()
     state.members[name] = {"size": len(header) + raw.nbytes, "sha256": h.hexdigest()}
 
@@ -258,13 +267,19 @@ def _pairs_hook(pairs: list) -> dict:
     return out
 
 
-def _parse_json(raw: bytes, name: str) -> Any:
+def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        hook = _pairs_hook if strict_keys else None
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=hook)
     except FormatError:
         raise
     except RecursionError:
-        raise LimitExceededError("max_depth", 0, 0, f"JSON nesting of {name}") from None
+        raise LimitExceededError(
+            "max_depth",
+            _JSON_DEPTH_HIT,
+            DEFAULT_MAX_DEPTH,
+            f"JSON nesting of {name} (Python's json parser stopped at its recursion limit)",
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise _bad("J1", f"{name} is not valid UTF-8 JSON: {str(exc)[:120]}") from None
 
@@ -312,12 +327,12 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
     if zlib.crc32(manifest_raw) != index[MANIFEST].crc:
         # the manifest is not hashed by itself: its zip CRC-32 catches accidental changes
         raise IntegrityError([MANIFEST])
-    manifest = _parse_json(manifest_raw, MANIFEST)
+    manifest = _parse_json(manifest_raw, MANIFEST, strict_keys=True)
     check_manifest(manifest, names)
     graph_raw = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
     if verify:
         _check_hash(graph_raw, GRAPH, manifest["members"])
-    elif zlib.crc32(graph_raw) != index[GRAPH].crc:
+    if zlib.crc32(graph_raw) != index[GRAPH].crc:
         raise IntegrityError([GRAPH])
     doc = _parse_json(graph_raw, GRAPH)
     if type(doc) is not dict or not {"globals", "dtypes", "arrays", "root"} <= doc.keys():
@@ -350,6 +365,40 @@ _MANIFEST_KEYS = {
 }
 
 
+_MANIFEST_REQUIRED = frozenset(
+    {"created", "producer", "members", "training_data", "source", "cv_score", "metadata"}
+)
+
+
+def _str_map(value: Any) -> bool:
+    return type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
+
+
+def _check_manifest_fields(manifest: dict) -> None:
+    """Types of the provenance fields (§3), as ``safeload/data/manifest.schema.json`` says."""
+    created = manifest["created"]
+    if type(created) is not str or not _ISO_UTC.match(created):
+        raise _bad("M5", "created is an ISO 8601 UTC time like 2026-01-31T12:00:00Z")
+    if not _str_map(manifest["producer"]):
+        raise _bad("M5", "producer maps package names to version strings")
+    training = manifest["training_data"]
+    if training is not None and type(training) is not str and not _str_map(training):
+        raise _bad("M5", "training_data is null, a string or an object of strings")
+    if manifest["source"] is not None and type(manifest["source"]) is not str:
+        raise _bad("M5", "source is null or a string")
+    cv = manifest["cv_score"]
+    if cv is not None:
+        ok = (
+            type(cv) is dict
+            and type(cv.get("value")) in (int, float)
+            and cv.keys() <= {"value", "scoring", "cv", "std", "n_splits"}
+            and (cv.get("scoring") is None or type(cv["scoring"]) is str)
+            and (cv.get("cv") is None or type(cv["cv"]) in (int, str))
+        )
+        if not ok:
+            raise _bad("M5", "cv_score is null or {value: number, scoring?, cv?, std?, n_splits?}")
+
+
 def check_manifest(manifest: Any, names: list[str]) -> None:
     """The checks the loader makes on ``manifest.json`` (§3; the JSON Schema in
     ``safeload/data/manifest.schema.json`` states the same rules for other tools).
@@ -371,9 +420,10 @@ def check_manifest(manifest: Any, names: list[str]) -> None:
             f"the file uses format version {version}; this safeload reads up to "
             f"{FORMAT_VERSION} — upgrade safeload",
         )
-    missing = {"created", "producer", "members"} - manifest.keys()
+    missing = _MANIFEST_REQUIRED - manifest.keys()
     if missing:
         raise _bad("M2", f"manifest.json lacks {sorted(missing)}")
+    _check_manifest_fields(manifest)
     unknown = manifest.keys() - _MANIFEST_KEYS
     if unknown:
         raise _bad("M2", f"manifest.json has unknown keys {sorted(unknown)[:4]}")
@@ -423,7 +473,7 @@ def _array_spec(spec: Any, i: int, dtypes: list, limits: Limits) -> tuple:
     if (
         type(shape) is not list
         or len(shape) > 64
-        or not all(type(n) is int and n >= 0 for n in shape)
+        or not all(type(n) is int and 0 <= n <= _MAX_DIM for n in shape)
     ):
         raise _bad("A1", f"arrays[{i}].shape is a list of at most 64 non-negative ints")
     if order != "C" and order != "F":
@@ -524,6 +574,12 @@ def read_arrays(
                 append(_from_bytes(buf, hl, dtype, shape, count, order, copy=False))
                 continue
             if view[start : start + hl] != header:
+                if (
+                    verify
+                    and sha256(view[start : start + member.size]).hexdigest()
+                    != members[name]["sha256"]
+                ):
+                    raise IntegrityError([name])  # changed since written, not written wrong
                 raise _bad("A2", f"{name}: header is not the canonical one for its entry")
             if mmap_mode:
                 if verify:
@@ -584,7 +640,12 @@ def _digest_after(futures: list[Future], h: Any) -> str:
 
 def _from_bytes(buf: Any, offset: int, dtype, shape, count: int, order: str, copy: bool):
     if count == 0:
-        return np.empty(shape, dtype=dtype, order=order)
+        try:
+            empty = np.empty(shape, dtype=dtype, order=order)
+        except (ValueError, MemoryError):
+            raise _bad("A1", f"numpy refuses the empty shape {list(shape)[:8]}") from None
+        empty.flags.writeable = copy  # read-only like every other array of a map
+        return empty
     flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
     if copy:
         flat = flat.copy()

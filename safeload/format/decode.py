@@ -34,6 +34,8 @@ _HEX = re.compile(r"-?[0-9a-f]+\Z")
 _CONSTS = {"Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
+_MAX_DIM = np.iinfo(np.intp).max
+_NDARRAY_KEYS = frozenset({"$", "i", "at", "shape", "order"})
 #: Keys each tag may carry besides "$" (rule G3); required ones are checked by the handlers.
 TAG_KEYS: dict[str, frozenset[str]] = {
     "ref": frozenset({"$", "id"}),
@@ -57,6 +59,15 @@ TAG_KEYS: dict[str, frozenset[str]] = {
     "obj": frozenset({"$", "g", "args", "kwargs", "state", "items", "setitems"}),
     "call": frozenset({"$", "g", "args", "kwargs", "state", "items", "setitems"}),
 }
+
+
+def _all_atoms(items: list) -> bool:
+    """True when no item of a JSON list needs decoding (C-speed type scan)."""
+    return set(map(type, items)) <= _ATOM_TYPES
+
+
+_ATOM_TYPES = frozenset(_ATOMS)
+_STR_ONLY = {str}
 
 
 def _bad(rule: str, message: str) -> FormatError:
@@ -122,11 +133,14 @@ class Decoder:
         self.limits: Limits = builder.limits
         self.arrays = arrays
         self._array_used = [False] * len(arrays)
-        #: pooled small arrays are copies (writable, own their data); read-only views of the
-        #: pool under mmap_mode="r"
+        #: kept for callers: pooled arrays are views of their pool in every mode
         self.copy_pooled = True
         self.slots: list[Any] = []
         self._plans: dict[tuple[int, str], Any] = {}
+        self._names: dict[tuple[int, str], str] = {}
+        self._shapes: dict[tuple, int] = {}
+        self._pool_next: dict[int, int] = {}
+        self._max_depth = self.limits.max_depth
         self._handlers = {
             "ref": self._ref,
             "int": self._int,
@@ -182,13 +196,32 @@ class Decoder:
 
     def dec(self, v: Any, depth: int) -> Any:
         tp = type(v)
-        if tp is str or tp is int or tp is float or tp is bool or v is None:
-            return v
-        if depth > self.limits.max_depth:
-            raise LimitExceededError(
-                "max_depth", depth, self.limits.max_depth, "nesting of values in graph.json"
-            )
+        if tp is dict:
+            if depth > self._max_depth:
+                raise LimitExceededError(
+                    "max_depth", depth, self._max_depth, "nesting of values in graph.json"
+                )
+            tag = v.get("$")
+            if tag == "ndarray":  # the commonest tag: inlined (rule G8)
+                index = v.get("i")
+                if "at" in v and type(index) is int and 0 <= index < len(self.arrays):
+                    if not v.keys() <= _NDARRAY_KEYS:
+                        raise _bad("G3", "an 'ndarray' value has unknown keys")
+                    value = self._pooled(v, index)
+                    self.slots.append(value)
+                    return value
+            handler = self._handlers.get(tag) if type(tag) is str else None
+            if handler is None:
+                raise _bad("G3", f"unknown value tag {str(tag)[:40]!r}")
+            if not v.keys() <= TAG_KEYS[tag]:
+                extra = sorted(set(v) - TAG_KEYS[tag])[:3]
+                raise _bad("G3", f"a {tag!r} value has unknown keys {extra}")
+            return handler(v, depth + 1)
         if tp is list:
+            if depth > self._max_depth:
+                raise LimitExceededError(
+                    "max_depth", depth, self._max_depth, "nesting of values in graph.json"
+                )
             out: list = []
             self.slots.append(out)
             dec = self.dec
@@ -196,14 +229,9 @@ class Decoder:
             for x in v:
                 out.append(x if type(x) in _ATOMS else dec(x, depth))
             return out
-        tag = v.get("$")
-        handler = self._handlers.get(tag) if type(tag) is str else None
-        if handler is None:
-            raise _bad("G3", f"unknown value tag {str(tag)[:40]!r}")
-        if not v.keys() <= TAG_KEYS[tag]:
-            extra = sorted(set(v) - TAG_KEYS[tag])[:3]
-            raise _bad("G3", f"a {tag!r} value has unknown keys {extra}")
-        return handler(v, depth + 1)
+        if tp is str or tp is int or tp is float or tp is bool or v is None:
+            return v
+        raise _bad("G4", f"unexpected JSON value of type {tp.__name__}")  # pragma: no cover
 
     def _reserve(self) -> int:
         self.slots.append(_IN_PROGRESS)
@@ -299,15 +327,18 @@ class Decoder:
     def _set(self, v: dict, depth: int) -> Any:
         items = self._list_field(v, "v", v["$"])
         dec = self.dec
-        if v["$"] == "frozenset":
-            slot = self._reserve()
-            value: Any = frozenset([dec(x, depth) for x in items])
-            self.slots[slot] = value
-            return value
-        value = set()
-        self.slots.append(value)
-        for x in items:
-            value.add(dec(x, depth))
+        frozen = v["$"] == "frozenset"
+        slot = self._reserve()
+        if _all_atoms(items):  # C speed for large sets of strings (stop_words_)
+            value: Any = frozenset(items) if frozen else set(items)
+        elif frozen:
+            value = frozenset([dec(x, depth) for x in items])
+        else:
+            value = set()
+            self.slots[slot] = value  # a set may hold objects whose state refers back to it
+            for x in items:
+                value.add(dec(x, depth))
+        self.slots[slot] = value
         if len(value) != len(items):
             raise _bad("G6", "a set lists the same item twice")
         return value
@@ -339,7 +370,7 @@ class Decoder:
                 raise _bad("G6", "a dict lists the same key twice")
             return value
         keys = v["k"]
-        if type(keys) is not list or not all(type(k) is str for k in keys):
+        if type(keys) is not list or (keys and set(map(type, keys)) != _STR_ONLY):
             raise _bad("G4", "'dict'.k holds strings")
         value = {}
         self.slots.append(value)
@@ -387,9 +418,18 @@ class Decoder:
                 value = np.array(x, dtype=dtype)[()]
             else:
                 raw = base64.b64decode(v["b64"], validate=True)
+                if dtype.kind == "S":
+                    value = dtype.type(raw)
+                    if value.dtype != dtype:
+                        raise _bad("G7", "bytes scalar does not match its dtype")
+                    self.slots.append(value)
+                    return value
                 if len(raw) != dtype.itemsize:
                     raise _bad("G7", "scalar bytes do not match the dtype's size")
-                value = np.frombuffer(raw, dtype=dtype).copy()[0]
+                if dtype.itemsize == 0 and dtype.kind in "SV":
+                    value = dtype.type(b"")  # np.bytes_(b"") / np.void(b""): no buffer to view
+                else:
+                    value = np.frombuffer(raw, dtype=dtype).copy()[0]
         except SafeloadError:
             raise
         except (TypeError, ValueError, OverflowError, binascii.Error) as exc:
@@ -402,7 +442,7 @@ class Decoder:
         if type(index) is not int or not 0 <= index < len(self.arrays):
             raise _bad("G8", "'ndarray'.i names an array of the table")
         if "at" in v:
-            value = self._pooled(v, self.arrays[index])
+            value = self._pooled(v, index)
         else:
             if len(v) != 2:
                 raise _bad("G8", "a whole-member 'ndarray' has only i")
@@ -413,30 +453,43 @@ class Decoder:
         self.slots.append(value)
         return value
 
-    def _pooled(self, v: dict, pool: np.ndarray) -> np.ndarray:
-        """A small array stored as a slice of a 1-d pool member (FORMAT.md §4.4)."""
+    def _pooled(self, v: dict, index: int) -> np.ndarray:
+        """A small array stored as a slice of a 1-d pool member (FORMAT.md §4.4, rule G8).
+
+        Slices of one pool must follow each other in graph order (``at`` equal to the end of
+        the previous one), so no two values share bytes.  The result is a view of the pool (as
+        arrays unpickled from protocol 5 are views of their buffer): writable when the pool
+        was copied from the file, read-only under ``mmap_mode="r"``.
+        """
+        pool = self.arrays[index]
         at = v["at"]
         shape = v.get("shape")
         order = v.get("order", "C")
-        if (
-            type(at) is not int
-            or at < 0
-            or type(shape) is not list
-            or len(shape) > 64
-            or not all(type(n) is int and n >= 0 for n in shape)
-            or (order != "C" and order != "F")
-            or pool.ndim != 1
-        ):
-            raise _bad("G8", "a pooled 'ndarray' has at >= 0, a shape and order C or F")
-        count = math.prod(shape)
-        if at + count > pool.shape[0]:
-            raise _bad("G8", "a pooled 'ndarray' runs past the end of its pool")
+        if type(shape) is not list:
+            raise _bad("G8", "a pooled 'ndarray' has a shape list")
+        key = tuple(shape)
+        count = self._shapes.get(key)
+        if count is None:
+            if len(shape) > 64 or not all(type(n) is int and 0 <= n <= _MAX_DIM for n in shape):
+                raise _bad("G8", "a pooled 'ndarray' shape is a list of ints >= 0")
+            count = self._shapes[key] = math.prod(shape)
+        expected = self._pool_next.get(index)
+        if expected is None:
+            if self._array_used[index] or pool.ndim != 1:
+                raise _bad("G8", "a pool is a 1-d member not otherwise used")
+            self._array_used[index] = True
+            expected = 0
+        if at != expected or type(at) is not int or at + count > pool.shape[0]:
+            raise _bad(
+                "G8", "pooled arrays follow each other inside their pool (at = end of the last)"
+            )
+        self._pool_next[index] = at + count
         part = pool[at : at + count]
-        if self.copy_pooled:
-            part = part.copy()
         if len(shape) == 1 and order == "C":
             return part
-        return part.reshape(shape, order=order)
+        if order != "C" and order != "F":
+            raise _bad("G8", "a pooled 'ndarray' has order C or F")
+        return part.reshape(key, order=order)
 
     def _objarray(self, v: dict, depth: int) -> np.ndarray:
         shape = v.get("shape")
@@ -444,7 +497,7 @@ class Decoder:
         items = self._list_field(v, "v", "objarray")
         if (
             type(shape) is not list
-            or not all(type(n) is int and n >= 0 for n in shape)
+            or not all(type(n) is int and 0 <= n <= _MAX_DIM for n in shape)
             or order not in ("C", "F")
             or len(shape) > 64
         ):
@@ -499,14 +552,26 @@ class Decoder:
         return value
 
     def _node(self, v: dict, depth: int) -> Any:
-        index = self._placeholder(v)
+        index = v.get("g")
         kind = "new" if v["$"] == "obj" else "call"
-        plan = self._plans.get((index, kind))
+        key = (index, kind)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[(index, kind)] = self.builder.plan(self.placeholders[index], kind)
-        slot = self._reserve()
+            index = self._placeholder(v)
+            plan = self.builder.plan(self.placeholders[index], kind)
+            self._plans[key] = plan
+            self._names[key] = f"{plan[1][0]}.{plan[1][1]}"
+        slots = self.slots
+        slot = len(slots)
+        slots.append(_IN_PROGRESS)
         dec = self.dec
-        args = tuple(dec(x, depth) for x in self._list_field(v, "args", kind, required=False))
+        raw_args = v.get("args")
+        if raw_args is None:
+            args: tuple = ()
+        elif type(raw_args) is list:
+            args = tuple([x if type(x) in _ATOMS else dec(x, depth) for x in raw_args])
+        else:
+            raise _bad("G4", f"{kind!r}.args must be a list")
         kwargs = v.get("kwargs")
         if kwargs is not None:
             if type(kwargs) is not dict or not kwargs:
@@ -515,8 +580,8 @@ class Decoder:
         builder = self.builder
         builder._count(1)
         result = builder.invoke(plan, kind, args, kwargs)
-        self.slots[slot] = result
-        name = f"{plan[1][0]}.{plan[1][1]}"
+        slots[slot] = result
+        name = self._names[key]
         if "state" in v:
             state = dec(v["state"], depth)
             try:

@@ -32,6 +32,7 @@ _FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType)
 STRINTDICT_MIN = 64
 #: arrays smaller than this (bytes) share one pool member per dtype (FORMAT.md §4.4)
 POOL_BELOW = 64 << 10
+_STR_ONLY = frozenset({str})
 
 
 def _float(x: float) -> Any:
@@ -188,7 +189,7 @@ class Encoder:
     def _dict(self, obj: dict, depth: int) -> dict:
         self._new_id(obj)
         enc = self.enc
-        if all(type(k) is str for k in obj):
+        if set(map(type, obj)) <= _STR_ONLY:
             if len(obj) >= STRINTDICT_MIN and all(
                 type(v) is int and -_INT64 <= v < _INT64 for v in obj.values()
             ):
@@ -246,6 +247,8 @@ class Encoder:
             value["v"] = _float(float(obj))
         elif kind == "U":
             value["v"] = str(obj)
+        elif kind == "S":
+            value["b64"] = base64.b64encode(bytes(obj)).decode("ascii")  # np.bytes_ drops NULs
         else:
             value["b64"] = base64.b64encode(np.asarray(obj).tobytes()).decode("ascii")
         return self._new_id(obj, value)
@@ -265,6 +268,8 @@ class Encoder:
             items = [enc(x, depth) for x in obj.ravel(order=order).tolist()]
             self._memo[id(obj)][2] = False
             return {"$": "objarray", "shape": list(obj.shape), "order": order, "v": items}
+        if obj.dtype.itemsize == 0:
+            raise FormatError(f"arrays of the zero-size dtype {obj.dtype} cannot be stored")
         if obj.flags.c_contiguous:
             order, arr = "C", obj
         elif obj.flags.f_contiguous:

@@ -48,6 +48,8 @@ def descr_to_json(dtype: np.dtype) -> Any:
         raise ValueError("object dtypes are not stored as .npy members")
     if dtype.metadata:
         raise ValueError("dtypes with metadata are not supported")
+    if dtype.subdtype is not None:
+        raise ValueError("subarray dtypes (a dtype with its own shape) are not supported")
     descr = npformat.dtype_to_descr(dtype)
     if isinstance(descr, str) and dtype.names is not None:
         raise ValueError("structured dtypes with overlapping fields are not supported")
@@ -74,8 +76,8 @@ def _from_json(value: Any, depth: int) -> Any:
         if len(value) > 64:
             raise FormatError("safe format rule G7: dtype string too long")
         return value
-    if type(value) is not list or not value:
-        raise FormatError("safe format rule G7: a dtype is a string or a non-empty field list")
+    if type(value) is not list:
+        raise FormatError("safe format rule G7: a dtype is a string or a field list")
     fields = []
     for field in value:
         if type(field) is not list or len(field) not in (2, 3):
@@ -137,18 +139,31 @@ def check_array_dtype(dtype: np.dtype) -> None:
     """
     if dtype.hasobject:
         raise FormatError("safe format rule A2: .npy members may not hold object dtypes")
+    if dtype.itemsize == 0:
+        raise FormatError(
+            "safe format rule A2: .npy members may not have a zero-size dtype (numpy would "
+            "reinterpret it)"
+        )
 
 
-def _header_dict(descr_repr: str, fortran: bool, shape: tuple[int, ...]) -> bytes:
+def _header_dict(descr_repr: str, fortran: bool, shape: tuple[int, ...]) -> str:
     shape_repr = repr(shape)
-    text = f"{{'descr': {descr_repr}, 'fortran_order': {fortran!r}, 'shape': {shape_repr}, }}"
-    return text.encode("latin1")
+    return f"{{'descr': {descr_repr}, 'fortran_order': {fortran!r}, 'shape': {shape_repr}, }}"
 
 
 @functools.lru_cache(maxsize=8192)
 def _header_cached(descr_repr: str, fortran: bool, shape: tuple[int, ...]) -> bytes:
-    body = _header_dict(descr_repr, fortran, shape)
-    for version, fmt in (((1, 0), "<H"), ((2, 0), "<I")):
+    text = _header_dict(descr_repr, fortran, shape)
+    # NPY 1.0 (2-byte length), 2.0 when longer (both latin-1), 3.0 (UTF-8) when a field name
+    # is not latin-1, as numpy.lib.format writes them
+    if descr_repr.isascii() or _latin1(descr_repr):
+        versions: tuple = ((1, 0), (2, 0))
+        body = text.encode("latin1")
+    else:
+        versions = ((3, 0),)
+        body = text.encode("utf-8")
+    for version in versions:
+        fmt = "<H" if version == (1, 0) else "<I"
         prefix = len(_MAGIC) + 2 + struct.calcsize(fmt)
         total = prefix + len(body) + 1
         pad = (-total) % _ALIGN
@@ -156,7 +171,15 @@ def _header_cached(descr_repr: str, fortran: bool, shape: tuple[int, ...]) -> by
         if version == (1, 0) and hlen > 0xFFFF:
             continue
         return _MAGIC + bytes(version) + struct.pack(fmt, hlen) + body + b" " * pad + b"\n"
-    raise FormatError("safe format rule A1: .npy header too long")  # pragma: no cover
+    raise FormatError("safe format rule A2: .npy header too long")  # pragma: no cover
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def header_bytes(dtype: np.dtype, fortran: bool, shape: tuple[int, ...]) -> bytes:
