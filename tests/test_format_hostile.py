@@ -1139,3 +1139,30 @@ def test_unmodified_fixtures_load(model_file, one_array, empty):
     assert out["list"] == [1, "a", 2.5]
     assert np.array_equal(load(one_array), np.arange(BIG, dtype=np.float64))
     assert load(empty) is None
+
+
+@pytest.mark.parametrize("container", ["dict", "set", "frozenset", "tuple-keys"])
+def test_colliding_hash_keys_are_refused_before_insertion(container):
+    """Hash flooding: ints equal modulo 2**61 - 1 share one hash; 40,000 of them would take
+    minutes to insert.  The decoder counts colliding hashes in one linear pass first and charges
+    the quadratic insertion to ``max_items``."""
+    keys = [i * (2**61 - 1) for i in range(1, 40_000)]
+    if container == "tuple-keys":
+        keys = [(k,) for k in keys]
+    value = {"dict": dict.fromkeys(keys, 0), "set": set(keys), "frozenset": frozenset(keys)}.get(
+        container, dict.fromkeys(keys, 0)
+    )
+    data = safeload.dumps(value)
+    start = time.perf_counter()
+    with pytest.raises(LimitExceededError) as info:
+        load(data)
+    assert time.perf_counter() - start < 5
+    assert info.value.limit == "max_items" and "colliding hashes" in str(info.value)
+    assert info.value.actual > info.value.allowed == safeload.DEFAULT_LIMITS.max_items
+
+
+def test_a_few_colliding_keys_still_load():
+    keys = [i * (2**61 - 1) for i in range(1, 3_000)]  # ~4.5M probes: under max_items
+    assert load(safeload.dumps(dict.fromkeys(keys, 1))) == dict.fromkeys(keys, 1)
+    plain = {i: str(i) for i in range(50_000)}  # distinct hashes: no charge at all
+    assert load(safeload.dumps(plain)) == plain

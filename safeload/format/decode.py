@@ -70,6 +70,41 @@ _ATOM_TYPES = frozenset(_ATOMS)
 _STR_ONLY = {str}
 
 
+#: dict keys / set items checked for colliding hashes above this count
+_COLLISION_CHECK_ABOVE = 1024
+
+
+def _check_collisions(keys: list, limits: Limits) -> None:
+    """Bound the work of inserting keys whose hashes coincide (hash flooding).
+
+    ints (and integral floats, and tuples of them) hash to ``n mod (2**61 - 1)``, so a file
+    can pick keys that all land on one hash and make insertion quadratic; str and bytes
+    hashes are randomised.  A linear pass over the hashes (a set of hash values: equal values
+    collapse at once) counts the colliding keys; inserting ``c`` of them probes about
+    ``c**2 / 2`` slots, which is charged to ``Limits.max_items`` like every other expansion.
+
+    Raises
+    ------
+    LimitExceededError
+        ``max_items``, when the colliding keys would probe more slots than it allows.
+    """
+    if len(keys) <= _COLLISION_CHECK_ABOVE:
+        return
+    try:
+        colliding = len(keys) - len(set(map(hash, keys)))
+    except TypeError:
+        return  # unhashable: the insertion itself raises and is reported as FormatError
+    cost = colliding * colliding // 2
+    if cost > limits.max_items:
+        raise LimitExceededError(
+            "max_items",
+            cost,
+            limits.max_items,
+            f"probes to insert {colliding:,} dict keys or set items with colliding hashes "
+            "(hash flooding)",
+        )
+
+
 def _bad(rule: str, message: str) -> FormatError:
     return FormatError(f"safe format rule {rule}: {message}")
 
@@ -330,14 +365,18 @@ class Decoder:
         frozen = v["$"] == "frozenset"
         slot = self._reserve()
         if _all_atoms(items):  # C speed for large sets of strings (stop_words_)
+            _check_collisions(items, self.limits)
             value: Any = frozenset(items) if frozen else set(items)
         elif frozen:
-            value = frozenset([dec(x, depth) for x in items])
+            built = [dec(x, depth) for x in items]
+            _check_collisions(built, self.limits)
+            value = frozenset(built)
         else:
             value = set()
             self.slots[slot] = value  # a set may hold objects whose state refers back to it
-            for x in items:
-                value.add(dec(x, depth))
+            built = [dec(x, depth) for x in items]
+            _check_collisions(built, self.limits)
+            value.update(built)
         self.slots[slot] = value
         if len(value) != len(items):
             raise _bad("G6", "a set lists the same item twice")
@@ -361,11 +400,13 @@ class Decoder:
             pairs = self._list_field(v, "items", "dict")
             value = {}
             self.slots.append(value)
+            built = []
             for pair in pairs:
                 if type(pair) is not list or len(pair) != 2:
                     raise _bad("G4", "'dict'.items holds [key, value] pairs")
-                key = dec(pair[0], depth)
-                value[key] = dec(pair[1], depth)
+                built.append((dec(pair[0], depth), dec(pair[1], depth)))
+            _check_collisions([k for k, _ in built], self.limits)
+            value.update(built)
             if len(value) != len(pairs):
                 raise _bad("G6", "a dict lists the same key twice")
             return value

@@ -11,7 +11,7 @@ Each rule here is small, keyed by the exact class and a range of source scikit-l
 file of ``../shared/corpus/legacy`` against the outputs the old version gave.  Rules live in one
 module per topic (:mod:`.trees`, :mod:`.ensembles`, :mod:`.linear`, :mod:`.svm`,
 :mod:`.preprocessing`, :mod:`.text`, :mod:`.neighbors`, :mod:`.naive_bayes`, :mod:`.cluster`,
-:mod:`.calibration`, :mod:`.model_selection`).
+:mod:`.calibration`, :mod:`.model_selection`, :mod:`.multiclass`).
 
 How it runs inside :func:`safeload.load` (``migrate=True``, the default):
 
@@ -59,15 +59,20 @@ __all__ = [
 
 #: Removed scikit-learn names (canonical spelling) that a rule consumes, and the kind of stand-in
 #: the audit gives them: ``object`` (a class restored by ``NEWOBJ``/``newObj`` + state),
-#: ``dict`` (a ``dict`` subclass), ``value`` (a function or class stored as a value).
+#: ``dict`` (a ``dict`` subclass), ``value`` (a function or class stored as a value),
+#: ``reconstructor`` (a Cython ``__pyx_unpickle_*`` helper the file calls: it records the call).
 STANDIN_KINDS = {
+    "sklearn._loss._loss.__pyx_unpickle_CyHalfBinomialLoss": "reconstructor",
     "sklearn.ensemble._gb.MultinomialDeviance": "object",
     "sklearn.ensemble._gb.PriorProbabilityEstimator": "object",
     "sklearn.ensemble._gb_losses.MultinomialDeviance": "object",
     "sklearn.ensemble._gb_losses.BinomialDeviance": "object",
     "sklearn.ensemble._gb_losses.LeastSquaresError": "object",
     "sklearn.ensemble._hist_gradient_boosting.loss.CategoricalCrossEntropy": "object",
+    "sklearn.linear_model._sgd_fast.Log": "object",
     "sklearn.metrics._dist_metrics.EuclideanDistance": "object",
+    "sklearn.metrics._scorer._PredictScorer": "object",
+    "sklearn.neighbors._kd_tree.BinaryTree": "object",
     "sklearn.utils.deprecation.DeprecationDict": "dict",
     "builtins.FutureWarning": "value",
     "sklearn.metrics._scorer._passthrough_scorer": "value",
@@ -153,6 +158,7 @@ from . import (  # noqa: E402
     ensembles,
     linear,
     model_selection,
+    multiclass,
     naive_bayes,
     neighbors,
     preprocessing,
@@ -161,5 +167,5 @@ from . import (  # noqa: E402
     trees,
 )
 
-del calibration, cluster, ensembles, linear, model_selection, naive_bayes
+del calibration, cluster, ensembles, linear, model_selection, multiclass, naive_bayes
 del neighbors, preprocessing, svm, text, trees

@@ -23,6 +23,8 @@ __all__ = [
     "LegacyDict",
     "LegacyList",
     "LegacyValue",
+    "LegacyReconstructor",
+    "LegacyCall",
     "make_standins",
     "is_standin",
     "is_standin_class",
@@ -92,6 +94,39 @@ class LegacyValue:
         return f"<stand-in for removed {self.legacy_name}>"
 
 
+class LegacyCall(LegacyState):
+    """What calling a :class:`LegacyReconstructor` gives: the arguments of the call, inert.
+
+    Attributes
+    ----------
+    legacy_name : str
+        The removed function that was called.
+    args : tuple
+        The built arguments the file passed.
+    """
+
+    args: tuple = ()
+
+
+class LegacyReconstructor(LegacyValue):
+    """Stand-in of a removed Cython reconstructor (``__pyx_unpickle_<Class>``) that files call.
+
+    Calling it runs nothing: it returns a :class:`LegacyCall` that records the arguments, which a
+    migration rule turns into today's object (or refuses).  The build stage checks the call
+    against the rule of the helper's name first (:mod:`safeload.constraints`: the class argument
+    must be the trusted class the helper is named after); a result that no rule converts makes
+    the load fail like any surviving stand-in.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> LegacyCall:
+        call = LegacyCall()
+        call.legacy_name = self.legacy_name
+        call.args = args
+        return call
+
+
 _BASES = {"object": LegacyState, "dict": LegacyDict, "list": LegacyList}
 
 
@@ -101,19 +136,24 @@ def make_standins(kinds: Mapping[str, str]) -> Mapping[tuple[str, str], Any]:
     Parameters
     ----------
     kinds : mapping of str to str
-        Canonical ``"module.qualname"`` → ``"object"``, ``"dict"``, ``"list"`` or ``"value"``.
+        Canonical ``"module.qualname"`` → ``"object"``, ``"dict"``, ``"list"``, ``"value"`` or
+        ``"reconstructor"``.
 
     Returns
     -------
     mapping of (str, str) to object
         ``(module, qualname)`` → a stand-in class (a fresh subclass of :class:`LegacyState`,
-        :class:`LegacyDict` or :class:`LegacyList`) or a :class:`LegacyValue`; read-only.
+        :class:`LegacyDict` or :class:`LegacyList`), a :class:`LegacyValue` or a
+        :class:`LegacyReconstructor`; read-only.
     """
     out: dict[tuple[str, str], Any] = {}
     for name, kind in kinds.items():
         module, _, qualname = name.rpartition(".")
         if kind == "value":
             out[(module, qualname)] = LegacyValue(name)
+            continue
+        if kind == "reconstructor":
+            out[(module, qualname)] = LegacyReconstructor(name)
             continue
         base = _BASES[kind]
         out[(module, qualname)] = type(

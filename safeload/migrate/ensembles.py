@@ -38,6 +38,7 @@ BINOMIAL = ("sklearn.ensemble._gb_losses.BinomialDeviance",)
 LEAST_SQUARES = ("sklearn.ensemble._gb_losses.LeastSquaresError",)
 PRIOR_ESTIMATOR = "sklearn.ensemble._gb.PriorProbabilityEstimator"
 HGB_CROSS_ENTROPY = "sklearn.ensemble._hist_gradient_boosting.loss.CategoricalCrossEntropy"
+PYX_BINOMIAL = "sklearn._loss._loss.__pyx_unpickle_CyHalfBinomialLoss"
 
 
 @migration(cls=BAGGING_LIKE, versions="<1.2")
@@ -327,6 +328,33 @@ def hist_gradient_boosting_loss(state: Any, ctx: Any) -> Any:
     if renamed is not None:
         state, changed = renamed, True
     return state if changed else None
+
+
+@migration(cls=PYX_BINOMIAL, versions="*", kind="standin")
+def cy_half_binomial_loss(call: Any, ctx: Any) -> Any:
+    """Rebuild the ``CyHalfBinomialLoss`` that older scikit-learn pickled through a Cython helper.
+
+    Older scikit-learn (the files seen: 1.5 – 1.6) let Cython generate ``__reduce__`` for the
+    stateless ``sklearn._loss._loss.CyHalfBinomialLoss`` (held by ``HalfBinomialLoss.closs``, so
+    by every binary ``HistGradientBoostingClassifier``): files call
+    ``__pyx_unpickle_CyHalfBinomialLoss(cls, checksum, state)``, some under the bogus top-level
+    module name ``_loss``.  Today's class pickles as
+    ``CyHalfBinomialLoss()`` and the helper is gone.  The class has no fields (its Cython state
+    is the empty tuple), so a fresh ``CyHalfBinomialLoss()`` is the same object; the loss only
+    matters for fitting, the predictions use the link function.  The call's class argument was
+    already checked to be the trusted ``CyHalfBinomialLoss``; any non-empty state is refused.
+    """
+    from sklearn._loss._loss import CyHalfBinomialLoss
+
+    args = call.args
+    if not (
+        len(args) in (2, 3)
+        and args[0] is CyHalfBinomialLoss
+        and isinstance(args[1], int)
+        and (len(args) == 2 or args[2] in (None, ()))
+    ):
+        raise ctx.refuse("cy-loss-state", f"unexpected CyHalfBinomialLoss pickle: {args!r:.80}")
+    return CyHalfBinomialLoss()
 
 
 @migration(cls=(HGB_CLASSIFIER, HGB_REGRESSOR), versions="<1.4")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import add_defaults
+from ._common import add_defaults, legacy_of
 from ._registry import migration
 
 LOGISTIC = (
@@ -23,6 +23,43 @@ def linear_regression_positive(state: Any, ctx: Any) -> Any:
     without the constraint, and ``predict`` is ``X @ coef_ + intercept_`` either way.
     """
     return add_defaults(state, {"positive": False})
+
+
+SGD_CLASSIFIER = "sklearn.linear_model._stochastic_gradient.SGDClassifier"
+SGD_LOG = "sklearn.linear_model._sgd_fast.Log"
+
+
+@migration(cls=SGD_CLASSIFIER, versions="*")
+def sgd_log_loss(state: Any, ctx: Any) -> Any:
+    """Replace the removed ``_sgd_fast.Log`` loss object and rename ``loss="log"``.
+
+    scikit-learn 1.1 renamed ``SGDClassifier(loss="log")`` to ``loss="log_loss"`` (the old name
+    was removed in 1.3), and later versions dropped the ``Log`` loss class of ``_sgd_fast`` for
+    ``sklearn._loss._loss.CyHalfBinomialLoss``, now stored in ``_loss_function_`` (the public
+    ``loss_function_`` of older versions was deprecated and removed).  The loss object is used
+    only by ``fit``/``partial_fit``, which rebuild it from ``loss``; ``decision_function`` is
+    ``X @ coef_.T + intercept_`` and ``predict_proba`` for the logistic loss is
+    ``_predict_proba_lr`` — the sigmoid of the decision function (binary), normalized over the
+    classes (one-vs-rest) — in the old and today's versions alike, with the same ``coef_`` and
+    ``intercept_``.  So the outputs are unchanged, and ``predict_proba`` stays available (today's
+    class offers it only for ``loss="log_loss"``).  Keyed on the state's content (a ``Log``
+    stand-in or ``loss="log"``), not on the version.
+    """
+    if type(state) is not dict:
+        return None
+    keys = [k for k in ("loss_function_", "_loss_function_") if legacy_of(state.get(k), SGD_LOG)]
+    if not keys and state.get("loss") != "log":
+        return None
+    from sklearn._loss._loss import CyHalfBinomialLoss
+
+    state = dict(state)
+    for key in keys:
+        del state[key]
+    if keys:
+        state["_loss_function_"] = CyHalfBinomialLoss()
+    if state.get("loss") == "log":
+        state["loss"] = "log_loss"
+    return state
 
 
 def _effective_multi_class(state: dict) -> str:

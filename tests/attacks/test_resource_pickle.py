@@ -702,4 +702,4 @@ def test_opcode_bomb_default_limits_bounded_child():
     ``max_opcodes``, so it is refused after about a million opcodes instead of minutes."""
     data = gzip_members_bomb(b"\x80\x04", 2**29 + 2**26, b"N.", member=16 * MiB, fill=b"N0")
     assert len(data) < MiB
-    assert_refused_bounded(data, Limit("max_opcodes"), max_seconds=1.5)
+    assert_refused_bounded(data, Limit("max_opcodes"), max_seconds=5)
