@@ -152,4 +152,29 @@ def get_untrusted_types(
     PolicyError, SafeloadLoadIOError, TypeError
         As for :func:`scan`.
     """
+    fast = _safe_file_untrusted_types(file, trusted, policy, limits)
+    if fast is not None:
+        return fast
     return scan(file, trusted=trusted, policy=policy, limits=limits).untrusted_types
+
+
+def _safe_file_untrusted_types(
+    file: Any, trusted: Any, policy: Policy | None, limits: Limits | None
+) -> list[str] | None:
+    """Safe-format files: the globals table's untrusted names, reading no array data (None for
+    other formats, and for safe files that fail a check: :func:`scan` then reports why)."""
+    from .format.archive import is_safe_archive, list_globals
+    from .policy import format_name
+
+    if not isinstance(file, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return None
+    limits = limits or DEFAULT_LIMITS
+    pol = make_policy(trusted, policy)
+    try:
+        with open_source(file, limits) as src:
+            if not is_safe_archive(src.head(64)):
+                return None
+            pairs = list_globals(src.data, limits)
+    except SafeloadError:
+        return None
+    return sorted(format_name(p) for p in pairs if not pol.verdict(*p).trusted)

@@ -614,3 +614,60 @@ def test_atomic_write_gives_normal_file_permissions(tmp_path):
     existing.chmod(0o644)
     safeload.dump([1], existing, created=CREATED)
     assert existing.stat().st_mode & 0o777 == 0o644
+
+
+# --------------------------------------------------------------------------- scan and listing
+def _forest_file() -> bytes:
+    X = np.random.RandomState(0).rand(80, 4)
+    y = (X[:, 0] > 0.5).astype(int)
+    return safeload.dumps(RandomForestClassifier(3, max_depth=3, random_state=0).fit(X, y))
+
+
+def test_scan_of_a_safe_file_is_the_loaders_verdict():
+    """scan runs load's checks before the build (structure, manifest, graph hash, globals,
+    array headers, the static call rules on the inert graph) and calls a fresh dump safe."""
+    report = safeload.scan(_forest_file())
+    assert report.safe and report.format == "safeload"
+    assert report.sklearn_version == __import__("sklearn").__version__
+    assert {g.name for g in report.globals} == {
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._tree.Tree",
+    }
+    assert safeload.get_untrusted_types(_forest_file()) == []
+
+
+def test_scan_and_listing_name_an_untrusted_call_in_graph_json():
+    def add_system_call(doc: dict) -> None:
+        doc["globals"].append(["os", "system"])
+        doc["root"] = {"$": "call", "g": len(doc["globals"]) - 1, "args": ["echo hi"]}
+
+    hostile = sz.edit(_forest_file(), graph=add_system_call)
+    report = safeload.scan(hostile)
+    assert not report.safe
+    assert report.untrusted_types == ["os.system"]
+    assert safeload.get_untrusted_types(hostile) == ["os.system"]
+    with pytest.raises(UntrustedTypesError) as info:
+        safeload.load(hostile)
+    assert info.value.types == ["os.system"]
+
+
+def test_listing_types_reads_no_array_data():
+    """Issue "Safe format": listing a safe file's types reads no array data — the names come
+    back even when every array member's data is garbage (load then refuses the file)."""
+    data = bytearray(_forest_file())
+    for name, (offset, size) in sz.member_offsets(bytes(data)).items():
+        if name.startswith("arrays/"):
+            data[offset + 128 : offset + size] = b"\xff" * (size - 128)  # keep the headers
+    assert safeload.get_untrusted_types(bytes(data)) == []
+    with pytest.raises(safeload.IntegrityError):
+        safeload.load(bytes(data))
+
+
+def test_listing_types_does_not_trust_a_second_globals_key():
+    """A graph.json with two "globals" keys is parsed whole (as load parses it), so the listing
+    can not show one table while load audits another."""
+    raw = sz.read_members(_forest_file())["graph.json"]
+    doubled = raw[:-1] + b',"globals":[["os","system"]]}'
+    hostile = sz.edit(_forest_file(), members=lambda t: t.update({"graph.json": doubled}))
+    assert safeload.get_untrusted_types(hostile) == ["os.system"]

@@ -350,6 +350,48 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
     return SafeFile(index, manifest, doc)
 
 
+_GLOBALS_PREFIX = b'{"globals":'
+
+
+def list_globals(data: Any, limits: Limits) -> list[tuple[str, str]]:
+    """Every (module, qualname) a safe-format file names, reading no array data.
+
+    Checks the zip structure, the manifest and the CRC-32 of ``graph.json``, then parses only
+    its ``globals`` table when it comes first and is the only key of that name (as ``dump``
+    writes it; otherwise the whole graph is parsed, so a repeated key can not show one table
+    here and another to ``load``).
+
+    Raises
+    ------
+    FormatError, IntegrityError, LimitExceededError
+    """
+    index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match)
+    names = list(index)
+    if MANIFEST not in index or GRAPH not in index:
+        raise _bad("M1", "the archive must hold manifest.json and graph.json")
+    manifest_raw = _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes")
+    if zlib.crc32(manifest_raw) != index[MANIFEST].crc:
+        raise IntegrityError([MANIFEST])
+    check_manifest(_parse_json(manifest_raw, MANIFEST, strict_keys=True), names)
+    raw = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
+    if zlib.crc32(raw) != index[GRAPH].crc:
+        raise IntegrityError([GRAPH])
+    doc: Any = None
+    if raw.startswith(_GLOBALS_PREFIX) and raw.count(b'"globals"') == 1:
+        try:
+            table, _end = json.JSONDecoder().raw_decode(raw.decode("utf-8"), len(_GLOBALS_PREFIX))
+            doc = {"globals": table}
+        except (ValueError, RecursionError):
+            doc = None
+    if doc is None:
+        doc = _parse_json(raw, GRAPH)
+        if type(doc) is not dict:
+            raise _bad("G1", "graph.json holds globals, dtypes, arrays and root")
+    from .decode import check_globals_table
+
+    return check_globals_table(doc)
+
+
 _MANIFEST_KEYS = {
     "format",
     "format_version",
@@ -485,6 +527,44 @@ def _array_spec(spec: Any, i: int, dtypes: list, limits: Limits) -> tuple:
     shape_t = tuple(shape)
     fortran = order == "F"
     return dtype, shape_t, order, nbytes, header_for(descr_repr, fortran, shape_t)
+
+
+def check_array_headers(safe: SafeFile, data: Any, limits: Limits) -> list[np.dtype]:
+    """Rules A1–A3 for every array member, reading only the headers (no array data).
+
+    Returns
+    -------
+    list of numpy.dtype
+        The dtype of each array entry.
+
+    Raises
+    ------
+    FormatError, LimitExceededError
+    """
+    dtypes = _dtype_table(safe.doc)
+    total = 0
+    out = []
+    view = memoryview(data)
+    try:
+        for i, raw_spec in enumerate(safe.doc["arrays"]):
+            dtype, _shape, _order, nbytes, header = _array_spec(raw_spec, i, dtypes, limits)
+            total += nbytes
+            if total > limits.max_total_array_bytes:
+                raise LimitExceededError(
+                    "max_total_array_bytes", total, limits.max_total_array_bytes, "all arrays"
+                )
+            name = array_member(i)
+            member = safe.index[name]
+            if member.size != len(header) + nbytes:
+                raise _bad("A3", f"{name}: size does not match the declared array")
+            if member.method == STORED:
+                start = member.data_offset
+                if view[start : start + len(header)] != header:
+                    raise _bad("A2", f"{name}: header is not the canonical one for its entry")
+            out.append(dtype)
+    finally:
+        view.release()
+    return out
 
 
 def read_arrays(

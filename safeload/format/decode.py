@@ -109,26 +109,18 @@ def _bad(rule: str, message: str) -> FormatError:
     return FormatError(f"safe format rule {rule}: {message}")
 
 
-def decode_globals(doc: dict, policy: Policy) -> tuple[ParseContext, list[type], dict]:
-    """Audit the graph's global table on its strings; resolve the trusted ones.
-
-    Returns
-    -------
-    context, placeholders, resolved
-        As the pickle path's audit produces them; ``placeholders[i]`` is global ``i``.
+def check_globals_table(doc: dict) -> list[tuple[str, str]]:
+    """The (module, qualname) pairs of graph.json's ``globals`` table, checked (rule G2).
 
     Raises
     ------
-    UntrustedTypesError
-        Listing every untrusted global (nothing imported).
     FormatError
-        A malformed table (rule G2).
+        A malformed table.
     """
     table = doc.get("globals")
     if type(table) is not list:
         raise _bad("G2", "'globals' must be a list of [module, qualname]")
-    context = ParseContext()
-    placeholders = []
+    pairs = []
     seen = set()
     for entry in table:
         if (
@@ -144,7 +136,27 @@ def decode_globals(doc: dict, policy: Policy) -> tuple[ParseContext, list[type],
         if pair in seen:
             raise _bad("G2", f"global {pair[0]}.{pair[1]} listed twice")
         seen.add(pair)
-        placeholders.append(context.placeholder(*pair))
+        pairs.append(pair)
+    return pairs
+
+
+def decode_globals(doc: dict, policy: Policy) -> tuple[ParseContext, list[type], dict]:
+    """Audit the graph's global table on its strings; resolve the trusted ones.
+
+    Returns
+    -------
+    context, placeholders, resolved
+        As the pickle path's audit produces them; ``placeholders[i]`` is global ``i``.
+
+    Raises
+    ------
+    UntrustedTypesError
+        Listing every untrusted global (nothing imported).
+    FormatError
+        A malformed table (rule G2).
+    """
+    context = ParseContext()
+    placeholders = [context.placeholder(*pair) for pair in check_globals_table(doc)]
     resolved = audit(context, policy)
     return context, placeholders, resolved
 

@@ -165,6 +165,24 @@ class _IntFromArray:
 _ARRAY_INT = _IntFromArray()
 
 
+class _KeysOfIntArray:
+    """``(key, int)`` pairs of a ``k``/``vi`` dict, produced lazily (200k-term vocabularies)."""
+
+    def __init__(self, keys: list) -> None:
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self):
+        return ((k, _ARRAY_INT) for k in self.keys)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [(k, _ARRAY_INT) for k in self.keys[index]]
+        return (self.keys[index], _ARRAY_INT)
+
+
 def _dict_items(v: dict) -> list[tuple[Any, Any]]:
     if type(v.get("v")) is dict:
         return list(v["v"].items())
@@ -313,6 +331,8 @@ class SafeGraphDescriber:
     _frozenset = _set
 
     def _dict(self, v: dict) -> Described:
+        if type(v.get("k")) is list:  # keys + an int array: values are ints, shown by count
+            return Mapping(_KeysOfIntArray(v["k"]), atoms_only=True)  # type: ignore[arg-type]
         return Mapping(_dict_items(v))
 
     def _dtype(self, v: dict) -> Described:

@@ -110,6 +110,8 @@ class Mapping:
 
     items: list[tuple[Any, Any]]
     kind: str = "dict"
+    #: the values are known to be atoms (a vocabulary's int array): nothing to walk
+    atoms_only: bool = False
 
 
 @dataclass
@@ -423,8 +425,12 @@ class TreeBuilder:
                 continue
             entries: list[tuple[str, Any, bool]] = []
             if isinstance(current, Seq):
+                if _only_atoms(current.items):  # nothing inside can hold an object (fast path)
+                    continue
                 named = None if collapse else _named_items(current, self._describe)
                 for i, raw in enumerate(current.items):
+                    if type(raw) in _ATOM_TYPES:
+                        continue
                     if collapse:
                         entries.append((where, raw, False))
                     elif named is not None:
@@ -432,7 +438,11 @@ class TreeBuilder:
                     else:
                         entries.append((f"{where}[{i}]", raw, False))
             else:
+                if getattr(current, "atoms_only", False):
+                    continue
                 for key, raw in current.items:  # type: ignore[union-attr]
+                    if type(raw) in _ATOM_TYPES:
+                        continue
                     entries.append((f"{where}[{_key_text(key)}]", raw, False))
             pending: list[tuple[Described, str, int, bool]] = []
             for index, (label, raw, named_tuple) in enumerate(entries):
@@ -447,6 +457,16 @@ class TreeBuilder:
                 elif isinstance(item, (Seq, Mapping)):
                     pending.append((item, label, level + 1, named_tuple))
             stack.extend(reversed(pending))
+
+
+_ATOM_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _only_atoms(items: Any) -> bool:
+    try:
+        return set(map(type, items)) <= _ATOM_TYPES
+    except TypeError:
+        return False
 
 
 def _key_text(key: Any) -> str:

@@ -92,6 +92,13 @@ def container_kind(head: bytes) -> str:
 def scan_source(src: Source, col: Collector) -> None:
     """Scan one opened input into ``col`` (sets ``col.format``)."""
     col.size = src.size
+    from ..format.archive import is_safe_archive
+
+    if is_safe_archive(src.head(64)):
+        from .safefile import scan_safe
+
+        col.format = scan_safe(src, col)
+        return
     try:
         kind = container_kind(src.head(16))
     except FormatError as exc:
