@@ -1,7 +1,9 @@
 """Build hook for the optional C extensions; the project metadata lives in pyproject.toml.
 
-``safeload.readers._opscan`` is the opcode pre-scan at C speed and
-``safeload.validate._treecheck`` the one-pass tree node check.  Both are optional: without a C
+``safeload.readers._opscan`` is the opcode pre-scan at C speed, ``safeload._speedups`` the
+builder's container scan and the vocabulary check, and ``safeload.validate._treecheck`` the
+one-pass tree and HistGradientBoosting predictor node checks (with a POSIX worker thread that
+overlaps tree checks with the build; on Windows they run inline).  All are optional: without a C
 compiler the build goes on and the pure-Python/numpy reference implementations run (same
 results, slower).
 """

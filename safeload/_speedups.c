@@ -8,6 +8,14 @@
  * numpy.ndarray (registered once with set_atomic_types): objects that hold no reference to
  * other parsed objects, so the builder need not visit them.  Subclasses are NOT atomic (exact
  * type test, like `type(x) in ATOMIC` in Python).
+ *
+ *   is_index_permutation(dict) -> bool   True when the dict is an exact dict whose values are
+ *                                    all exact ints forming a permutation of range(len(dict))
+ *                                    (a CountVectorizer/DictVectorizer vocabulary_ as
+ *                                    safeload.validate.feature_extraction._check_vocab wants
+ *                                    it).  False for anything else, including values the
+ *                                    reference would accept (numpy integers): the caller then
+ *                                    runs the reference, which decides and names the problem.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -76,14 +84,42 @@ static PyObject *atomic_kinds(PyObject *self, PyObject *obj) {
     return PyLong_FromLong(keys_ok);
 }
 
+static PyObject *is_index_permutation(PyObject *self, PyObject *obj) {
+    (void)self;
+    if (!PyDict_CheckExact(obj)) Py_RETURN_FALSE;
+    Py_ssize_t n = PyDict_GET_SIZE(obj);
+    if (n == 0) Py_RETURN_TRUE;
+    unsigned char *seen = (unsigned char *)PyMem_Calloc((size_t)n, 1);
+    if (!seen) return PyErr_NoMemory();
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int ok = 1;
+    while (PyDict_Next(obj, &pos, &k, &v)) {
+        if (!PyLong_CheckExact(v)) { ok = 0; break; } /* bool, numpy ints ...: the reference */
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || x < 0 || x >= (long long)n || seen[x]) {
+            /* x == -1 with an error set can not happen for an exact int (overflow is flagged) */
+            ok = 0;
+            break;
+        }
+        seen[x] = 1;
+    }
+    PyMem_Free(seen);
+    if (PyErr_Occurred()) return NULL;
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef methods[] = {
     {"set_atomic_types", set_atomic_types, METH_O, "Register the exact atomic types."},
     {"atomic_kinds", atomic_kinds, METH_O, "Bit 1: items/keys atomic; bit 2: dict values atomic."},
+    {"is_index_permutation", is_index_permutation, METH_O,
+     "Whether an exact dict's values are exact ints permuting range(len(dict))."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_speedups", "C helpers of safeload.build.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_speedups", "C helpers of safeload.build and safeload.validate.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

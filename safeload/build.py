@@ -24,22 +24,13 @@ from typing import Any
 import numpy as np
 
 from ._dtypestate import dtype_state_problem
+from ._hashing import collision_probes
 from .constraints import CallSite, Replace, _class_call_without_arguments, rule_for
 from .errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
 from .limits import Limits
 from .policy import Policy
-
-try:
-    from .validate import has_validator, validate
-except ImportError:  # pragma: no cover - TEMPORARY until the validators land
-
-    def has_validator(tp):  # type: ignore[no-redef]
-        return False
-
-    def validate(obj, limits):  # type: ignore[no-redef]
-        return None
-
+from .validate import ValidationBatch, has_validator, validate
 
 __all__ = ["Builder"]
 
@@ -83,6 +74,8 @@ class Builder:
         self.pairs: dict[type, tuple[str, str]] = {}
         self.memo: dict[int, Any] = {}
         self.pending_validation: list[Any] = []
+        #: trees are checked on a worker thread as soon as their single BUILD is done
+        self.early_validation = ValidationBatch(limits)
         self._plans: dict[tuple[type, str], tuple[Any, tuple[str, str], Any]] = {}
         self.sizes: dict[int, int] = {}
         self.items = 0
@@ -282,6 +275,9 @@ class Builder:
             )
             if isinstance(verdict, Replace):
                 return verdict.value
+        if args and pair in _HASHING_CONSTRUCTORS:
+            # set(memoized_list) can be called many times on one list of colliding keys
+            self._count(collision_probes(_keys_of(args[0])))
         try:
             if kind == "new":
                 if not isinstance(func, type):
@@ -317,7 +313,7 @@ class Builder:
                 self.limits.check("max_array_bytes", result.nbytes, f"array from {_name(pair)}")
             self.array_bytes += result.nbytes
             self.limits.check("max_total_array_bytes", self.array_bytes, "all arrays of the file")
-        elif has_validator(type(result)):
+        elif has_validator(type(result)) and not self.early_validation.submit(result):
             # validated once the whole graph is built: a cycle or a later BUILD could still
             # change a sub-object after its holder was checked (time of check / time of use)
             self.pending_validation.append(result)
@@ -334,6 +330,7 @@ class Builder:
         migration = self.__dict__.get("migration")
         try:
             result = self.build(root)
+            self.early_validation.join()
             if migration is not None:  # redirect replaced objects, refuse surviving stand-ins
                 result = migration.finish(result)
                 self.pending_validation.extend(migration.created)
@@ -407,6 +404,28 @@ class Builder:
                 raise FormatError(
                     f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
                 ) from exc
+
+
+#: Constructors that hash the items of their first argument (sets) or its keys (dicts).
+_HASHING_CONSTRUCTORS = frozenset(
+    {
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "dict"),
+        ("collections", "OrderedDict"),
+        ("collections", "defaultdict"),
+        ("collections", "Counter"),
+    }
+)
+
+
+def _keys_of(arg: Any) -> Any:
+    """What a set/dict constructor hashes in ``arg``: its items, or the first item of pairs."""
+    if type(arg) is dict:
+        return arg
+    if type(arg) in (list, tuple) and arg and type(arg[0]) in (list, tuple):
+        return [p[0] if type(p) in (list, tuple) and p else p for p in arg]
+    return arg
 
 
 def _name(pair: tuple[str, str]) -> str:

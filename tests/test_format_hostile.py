@@ -1166,3 +1166,89 @@ def test_a_few_colliding_keys_still_load():
     assert load(safeload.dumps(dict.fromkeys(keys, 1))) == dict.fromkeys(keys, 1)
     plain = {i: str(i) for i in range(50_000)}  # distinct hashes: no charge at all
     assert load(safeload.dumps(plain)) == plain
+
+
+# ---------------------------------------------------------------- review findings (new user)
+def _forge(graph: dict) -> bytes:
+    """A well-formed, correctly hashed safe file holding ``graph`` as graph.json."""
+    import hashlib
+    import zipfile
+
+    from safeload.format.zipio import STORED, ZipWriter
+
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(safeload.dumps(0))).read("manifest.json"))
+    members = {"graph.json": json.dumps(graph, separators=(",", ":")).encode()}
+    manifest["members"] = {
+        n: {"size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in members.items()
+    }
+    members["manifest.json"] = json.dumps(manifest, separators=(",", ":")).encode()
+    buf = io.BytesIO()
+    writer = ZipWriter(buf)
+    for name, raw in members.items():
+        writer.write_member(name, raw, STORED)
+    writer.finish()
+    return buf.getvalue()
+
+
+def _doubling_tuples(levels: int) -> list:
+    root: list = [{"$": "tuple", "v": ["a", "a"]}]  # the list is id 0, this tuple id 1
+    root += [
+        {"$": "tuple", "v": [{"$": "ref", "id": k}, {"$": "ref", "id": k}]}
+        for k in range(1, levels)
+    ]
+    return root
+
+
+@pytest.mark.parametrize("container", ["set", "frozenset", "dict-key", "list"])
+def test_shared_reference_bombs_are_charged_to_max_items(container):
+    """A reference repeats its whole value: 60 levels of tuples each holding the previous one
+    twice is a 2**60-leaf value in 4 KB; hashing it (set item, dict key) or walking it never
+    ends.  Each reference is charged the size of what it repeats, as the pickle path's memo."""
+    root = _doubling_tuples(60)
+    top = {"$": "ref", "id": 60}
+    root.append(
+        {
+            "set": {"$": "set", "v": [top]},
+            "frozenset": {"$": "frozenset", "v": [top]},
+            "dict-key": {"$": "dict", "items": [[top, 1]]},
+            "list": [top, top],
+        }[container]
+    )
+    data = _forge({"globals": [], "dtypes": [], "arrays": [], "root": root})
+    start = time.perf_counter()
+    with pytest.raises(LimitExceededError) as info:
+        load(data)
+    assert info.value.limit == "max_items" and time.perf_counter() - start < 2
+    assert not safeload.scan(data).safe
+
+
+@pytest.mark.parametrize("form", ["call-setitems", "obj-setitems"])
+def test_hash_flooding_through_setitems_is_refused(form):
+    """The collision check covers every way the format inserts keys, not only the dict tag."""
+    keys = [i * (2**61 - 1) for i in range(1, 20_001)]
+    g = ["builtins", "dict"] if form == "call-setitems" else ["collections", "OrderedDict"]
+    node = {"$": "call" if form == "call-setitems" else "obj", "g": 0}
+    node["setitems"] = [[k, 0] for k in keys]
+    data = _forge({"globals": [g], "dtypes": [], "arrays": [], "root": node})
+    start = time.perf_counter()
+    with pytest.raises(SafeloadError) as info:
+        load(data)
+    assert time.perf_counter() - start < 5
+    if isinstance(info.value, LimitExceededError):
+        assert "colliding hashes" in str(info.value)
+    small = _forge(
+        {"globals": [g], "dtypes": [], "arrays": [], "root": {**node, "setitems": [[1, 2]]}}
+    )
+    with contextlib.suppress(SafeloadError):  # the class itself may be untrusted
+        assert load(small) == {1: 2}
+    with pytest.raises(LimitExceededError):
+        load(data.replace(b"", b""), limits=safeload.Limits(max_items=1000))
+
+
+def test_a_scalar_dtype_is_bounded_before_allocating():
+    """A unicode scalar declaring a 2 GiB dtype was allocated whatever the limits."""
+    root = [{"$": "scalar", "dtype": "<U536870000", "v": "a"}]
+    data = _forge({"globals": [], "dtypes": [], "arrays": [], "root": root})
+    with pytest.raises(LimitExceededError) as info:
+        load(data, limits=safeload.Limits(max_array_bytes=1 << 20))
+    assert info.value.limit == "max_array_bytes" and info.value.actual == 4 * 536_870_000

@@ -743,6 +743,20 @@ _INSERTS = [
     b"u",
     b"\x8f",
     b"}",
+    # hash classes: collidable, wide and narrow ints, floats (hash flooding)
+    b"\x8a\x09\x07\x00\x00\x00\x00\x00\x00\x20\x00",
+    b"\x8a\x08\x01\x02\x03\x04\x05\x06\x07\x08",
+    b"\x8a\x05\x01\x02\x03\x04\x05",
+    b"\x8b\x08\x00\x00\x00\x01\x02\x03\x04\x05\x06\x07\x08",
+    b"G\x43\xe0\x00\x00\x00\x00\x00\x00",
+    b"I123456789012345678\n",
+    b"L0x1fffffffffffffffL\n",
+    b"I1234567890\n",
+    b"F1e300\n",
+    b"\x86",
+    b"e",
+    b"a",
+    b"l",
 ]
 
 
@@ -839,7 +853,7 @@ def test_stack_tables_are_pickletools():
 @needs_c
 def test_c_stack_tables_match_python():
     tables = {"SEM": "_SEM", "MARKED": "_MARKED", "NPOP": "_NPOP", "ABOVE": "_ABOVE"}
-    tables["NPUSH"] = "_NPUSH"
+    tables.update(NPUSH="_NPUSH", ENTERS="_ENTERS", PUSH_CLASS="_PUSH_CLASS")
     for c_name, py_name in tables.items():
         assert getattr(C, c_name) == bytes(int(x) for x in getattr(opscan, py_name)), c_name
 
@@ -940,6 +954,53 @@ def test_hash_visits_of_small_streams(scan):
         # protocols < 4 pickle a set as set([...]) (REDUCE): its items are hashed later
         want = 5 + 1 + (2 if proto >= 4 else 0)
         assert visits({(1, (2, 3)): 0, "k": {(4,)}}, proto) == want, proto
+
+
+# values of each hash class (opscan._H_*), for the hash-flooding charge
+_CLASS_TOKENS = [
+    b"\x8a\x09\x07\x00\x00\x00\x00\x00\x00\x20\x00",  # 2**69 + 7: collidable
+    b"\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x7f",  # 2**63 - 1: collidable (8 bytes)
+    b"\x8a\x05\x01\x02\x03\x04\x05",  # wide
+    b"G\x3f\xf8\x00\x00\x00\x00\x00\x00",  # 1.5: wide
+    b"F2.5\n",  # wide
+    b"I1234567890123456789\n",  # collidable text
+    b"I12345\n",  # narrow
+    b"\x88",  # narrow
+    b"\x8c\x01x",  # opaque
+]
+
+
+@pytest.mark.parametrize("scan", SCANNERS)
+def test_hash_classes_and_the_collision_charge(scan):
+    """Collidable values hashed or placed in a list or tuple: the n-th is charged n - 1."""
+
+    def info(obj, proto=4):
+        got = scan(pickle.dumps(obj, protocol=proto), DEFAULT_LIMITS)
+        return got.collidable, got.hash_visits
+
+    big = 2**100  # LONG1 of 13 bytes: weight 2
+    assert info({big: 1}) == (1, 2)
+    assert info({big: 1, big + 1: 2}) == (2, 2 + 2 + 1)
+    assert info([big, big + 1]) == (2, 1)  # a list may reach set(...) in the builder
+    assert info({big}, 2) == (1, 0)  # protocol 2: set([...]), charged at APPENDS
+    assert info({(big, "x"): 0}) == (2, 1 + 2 + 1 + 1)  # entering the tuple, then its hash
+    assert info({(1.5, 2): 0}) == (1, 3)  # a wide item next to another number
+    assert info({(2**40, None): 0}) == (1, 3)
+    assert info({((1.5,), 2): 0}) == (1, 4)
+    assert info({frozenset({1.5, 2.5})}) == (1, 3)
+    for obj in ({(1, 2): 0}, {(2**40, "a"): 0}, {((1.5,), "x"): 0}, {2.0**70: 0}, {10**8: 0}):
+        assert info(obj)[0] == 0, obj  # narrow, opaque beside a wide one, floats alone
+    assert info({2**70: 0}, 0) == (1, 2)  # text LONG of 18+ characters
+    assert info({10**8: 0}, 0) == (0, 1)
+    # text ints are parsed with base 0: 18 characters reach 2**61 - 1 in hex
+    assert same(b"(I0x1fffffffffffffff\nI0x1fffffffffffffff\nt.").collidable == 2
+    assert same(b"(I0xfffffffffffffff\nI0xfffffffffffffff\nt.").collidable == 0
+    data = b"\x80\x04(" + _CLASS_TOKENS[0] * 3 + b"\x91."
+    assert same(data).hash_visits == 3 * 2 + 0 + 1 + 2
+    err = same(data, Limits(max_items=8))
+    assert err[0] == "LimitExceededError" and err[2:] == ("max_items", 9, 8)
+    assert "hash collisions: FROZENSET at offset 36" in err[1]
+    assert same(data, Limits(max_items=5))[1].startswith("limit max_items exceeded (hashing")
 
 
 @pytest.mark.parametrize("scan", SCANNERS)
@@ -1226,6 +1287,7 @@ def op_streams(draw):
                     st.integers(0, 3),
                 ),
                 st.sampled_from([b"\x8f(" + bomb_ops(2, 3), b"(" + bomb_ops(3, 4), b"\x80\x04"]),
+                st.sampled_from(_CLASS_TOKENS),
             ),
             max_size=40,
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._hashing import collision_probes
 from ..audit import audit
 from ..build import Builder, _apply_build
 from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
@@ -70,38 +71,22 @@ _ATOM_TYPES = frozenset(_ATOMS)
 _STR_ONLY = {str}
 
 
-#: dict keys / set items checked for colliding hashes above this count
-_COLLISION_CHECK_ABOVE = 1024
-
-
 def _check_collisions(keys: list, limits: Limits) -> None:
-    """Bound the work of inserting keys whose hashes coincide (hash flooding).
-
-    ints (and integral floats, and tuples of them) hash to ``n mod (2**61 - 1)``, so a file
-    can pick keys that all land on one hash and make insertion quadratic; str and bytes
-    hashes are randomised.  A linear pass over the hashes (a set of hash values: equal values
-    collapse at once) counts the colliding keys; inserting ``c`` of them probes about
-    ``c**2 / 2`` slots, which is charged to ``Limits.max_items`` like every other expansion.
+    """Refuse inserting keys whose colliding hashes would cost more probes than
+    ``Limits.max_items`` allows (:mod:`safeload._hashing`).
 
     Raises
     ------
     LimitExceededError
-        ``max_items``, when the colliding keys would probe more slots than it allows.
+        ``max_items``.
     """
-    if len(keys) <= _COLLISION_CHECK_ABOVE:
-        return
-    try:
-        colliding = len(keys) - len(set(map(hash, keys)))
-    except TypeError:
-        return  # unhashable: the insertion itself raises and is reported as FormatError
-    cost = colliding * colliding // 2
+    cost = collision_probes(keys)
     if cost > limits.max_items:
         raise LimitExceededError(
             "max_items",
             cost,
             limits.max_items,
-            f"probes to insert {colliding:,} dict keys or set items with colliding hashes "
-            "(hash flooding)",
+            "probes to insert dict keys or set items with colliding hashes (hash flooding)",
         )
 
 
@@ -188,6 +173,9 @@ class Decoder:
         self._shapes: dict[tuple, int] = {}
         self._pool_next: dict[int, int] = {}
         self._max_depth = self.limits.max_depth
+        self._max_items = self.limits.max_items
+        self.items = 0
+        self._sizes: dict[int, int] = {}
         self._handlers = {
             "ref": self._ref,
             "int": self._int,
@@ -222,6 +210,7 @@ class Decoder:
         """
         try:
             result = self.dec(value, 0)
+            self.builder.early_validation.join()
             for obj in self.builder.pending_validation:
                 validate(obj, self.limits)
         except SafeloadError:
@@ -263,18 +252,29 @@ class Decoder:
             if not v.keys() <= TAG_KEYS[tag]:
                 extra = sorted(set(v) - TAG_KEYS[tag])[:3]
                 raise _bad("G3", f"a {tag!r} value has unknown keys {extra}")
-            return handler(v, depth + 1)
+            slot = len(self.slots)
+            start = self.items
+            self._count(1)
+            result = handler(v, depth + 1)
+            if slot < len(self.slots):
+                # what a reference to this value repeats (memo bombs, tuple hash bombs)
+                self._sizes[slot] = self.items - start
+            return result
         if tp is list:
             if depth > self._max_depth:
                 raise LimitExceededError(
                     "max_depth", depth, self._max_depth, "nesting of values in graph.json"
                 )
             out: list = []
+            slot = len(self.slots)
             self.slots.append(out)
+            start = self.items
+            self._count(1 + len(v))
             dec = self.dec
             depth += 1
             for x in v:
                 out.append(x if type(x) in _ATOMS else dec(x, depth))
+            self._sizes[slot] = self.items - start
             return out
         if tp is str or tp is int or tp is float or tp is bool or v is None:
             return v
@@ -283,6 +283,19 @@ class Decoder:
     def _reserve(self) -> int:
         self.slots.append(_IN_PROGRESS)
         return len(self.slots) - 1
+
+    def _count(self, n: int) -> None:
+        """Count values and container items, shared references expanded (``max_items``), as
+        :meth:`safeload.build.Builder._count` does for pickles."""
+        self.items += n
+        if self.items > self._max_items:
+            raise LimitExceededError(
+                "max_items",
+                self.items,
+                self._max_items,
+                "values and container items of graph.json, shared references counted each "
+                "time (a reference repeats the whole value: memo and hash bombs)",
+            )
 
     def _list_field(self, v: dict, key: str, tag: str, required: bool = True) -> list:
         items = v.get(key)
@@ -300,6 +313,7 @@ class Decoder:
         hit = self.slots[ref]
         if hit is _IN_PROGRESS:
             raise _bad("G5", "a value is referenced inside its own construction")
+        self._count(self._sizes.get(ref, 0))
         return hit
 
     def _int(self, v: dict, depth: int) -> int:
@@ -365,6 +379,7 @@ class Decoder:
 
     def _tuple(self, v: dict, depth: int) -> tuple:
         items = self._list_field(v, "v", "tuple")
+        self._count(len(items))
         slot = self._reserve()
         dec = self.dec
         value = tuple([x if type(x) in _ATOMS else dec(x, depth) for x in items])
@@ -373,6 +388,7 @@ class Decoder:
 
     def _set(self, v: dict, depth: int) -> Any:
         items = self._list_field(v, "v", v["$"])
+        self._count(len(items))
         dec = self.dec
         frozen = v["$"] == "frozenset"
         slot = self._reserve()
@@ -403,6 +419,7 @@ class Decoder:
             value = v["v"]
             if type(value) is not dict:
                 raise _bad("G4", "'dict'.v must be a JSON object")
+            self._count(len(value))
             self.slots.append(value)
             for key, item in value.items():
                 if type(item) not in _ATOMS:
@@ -410,6 +427,7 @@ class Decoder:
             return value
         if "items" in v:
             pairs = self._list_field(v, "items", "dict")
+            self._count(len(pairs))
             value = {}
             self.slots.append(value)
             built = []
@@ -425,6 +443,7 @@ class Decoder:
         keys = v["k"]
         if type(keys) is not list or (keys and set(map(type, keys)) != _STR_ONLY):
             raise _bad("G4", "'dict'.k holds strings")
+        self._count(len(keys))
         value = {}
         self.slots.append(value)
         ints = dec(v["vi"], depth)
@@ -452,6 +471,10 @@ class Decoder:
         self.slots.pop()
         if dtype.hasobject:
             raise _bad("G7", "numpy object scalars are not allowed")
+        if dtype.itemsize > self.limits.max_array_bytes:
+            raise LimitExceededError(
+                "max_array_bytes", dtype.itemsize, self.limits.max_array_bytes, "a numpy scalar"
+            )
         if ("v" in v) == ("b64" in v):
             raise _bad("G4", "a 'scalar' holds exactly one of v, b64")
         try:
@@ -555,6 +578,7 @@ class Decoder:
             or len(shape) > 64
         ):
             raise _bad("G8", "'objarray' has a shape of ints and order C or F")
+        self._count(len(items))
         if math.prod(shape) != len(items):
             raise _bad("G8", "'objarray' holds as many items as its shape says")
         slot = self._reserve()
@@ -631,7 +655,6 @@ class Decoder:
                 raise _bad("G4", "'kwargs' is a non-empty JSON object")
             kwargs = {k: dec(x, depth) for k, x in kwargs.items()}
         builder = self.builder
-        builder._count(1)
         result = builder.invoke(plan, kind, args, kwargs)
         slots[slot] = result
         name = self._names[key]
@@ -646,14 +669,21 @@ class Decoder:
                     f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
                 ) from exc
         if "items" in v:
-            items = [dec(x, depth) for x in self._list_field(v, "items", kind)]
+            raw_items = self._list_field(v, "items", kind)
+            self._count(len(raw_items))
+            items = [dec(x, depth) for x in raw_items]
             _extend(result, items, name)
         if "setitems" in v:
-            for pair in self._list_field(v, "setitems", kind):
+            raw_pairs = self._list_field(v, "setitems", kind)
+            self._count(len(raw_pairs))
+            pairs = []
+            for pair in raw_pairs:
                 if type(pair) is not list or len(pair) != 2:
                     raise _bad("G4", "'setitems' holds [key, value] pairs")
-                key = dec(pair[0], depth)
-                _setitem(result, key, dec(pair[1], depth), name)
+                pairs.append((dec(pair[0], depth), dec(pair[1], depth)))
+            _check_collisions([k for k, _ in pairs], self.limits)
+            for key, item in pairs:
+                _setitem(result, key, item, name)
         builder.finish(result, plan[1])
         return result
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..graph import OP_BUILD, OP_EXTEND, OP_SETITEM, Call, New, ParseContext
 from ..limits import Limits
 from ..readers.joblib_reader import SkippedArray
-from .decode import Decoder, _bad
+from .decode import Decoder, _bad, _check_collisions
 
 __all__ = ["InertDecoder", "inert_graph"]
 
@@ -91,10 +91,16 @@ class InertDecoder(Decoder):
         if "items" in v:
             node._record((OP_EXTEND, [dec(x, depth) for x in self._list_field(v, "items", kind)]))
         if "setitems" in v:
-            for pair in self._list_field(v, "setitems", kind):
+            raw_pairs = self._list_field(v, "setitems", kind)
+            self._count(len(raw_pairs))
+            pairs = []
+            for pair in raw_pairs:
                 if type(pair) is not list or len(pair) != 2:
                     raise _bad("G4", "'setitems' holds [key, value] pairs")
-                node._record((OP_SETITEM, dec(pair[0], depth), dec(pair[1], depth)))
+                pairs.append((dec(pair[0], depth), dec(pair[1], depth)))
+            _check_collisions([k for k, _ in pairs], self.limits)
+            for key, item in pairs:
+                node._record((OP_SETITEM, key, item))
         return node
 
 

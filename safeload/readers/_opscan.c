@@ -5,7 +5,7 @@
  * the opcodes of one pickle stream without building anything and returns either
  *
  *     (0, protocol, end, n_opcodes, globals, exts, persids, buffers, trailing,
- *      max_memo_index, joblib, stack_error, hash_visits)
+ *      max_memo_index, joblib, stack_error, hash_visits, collidable)
  *
  * or, for a stream that must be refused, (error_code, a, b, c).  opscan._error() turns the
  * error tuple into the exception, so messages are defined in Python only.
@@ -14,7 +14,8 @@
  * input (tests/test_opscan.py compares both).  The input is untrusted: every read is checked
  * against the buffer length, lengths are compared without overflow, there is no recursion and
  * allocation grows only with the opcodes actually present (the stack model: at most two values
- * per opcode; memo indices are bounded by the opcode count or 255).  Weights saturate at 2**62,
+ * per opcode, each with a weight and a hash class; memo indices are bounded by the opcode count
+ * or 255).  Weights saturate at 2**62,
  * so sums of two never overflow.  The GIL is released while scanning.
  */
 #define PY_SSIZE_T_CLEAN
@@ -28,7 +29,7 @@ enum { K_INVALID, K_FIXED, K_LEN1, K_LEN4S, K_LEN4U, K_LEN8U, K_LINE, K_LINE2 };
 /* Error codes; same numbers as _E_* in opscan.py. */
 enum {
     E_OK, E_INVALID_OP, E_NEG_LENGTH, E_PROTO, E_FRAME, E_PAST_END, E_NO_STOP, E_TRAILING,
-    E_BAD_PUT, E_MEMO_NOPS, E_MAX_MEMO, E_MAX_INT, E_MAX_OPS, E_MAX_HASH
+    E_BAD_PUT, E_MEMO_NOPS, E_MAX_MEMO, E_MAX_INT, E_MAX_OPS, E_MAX_HASH, E_MAX_COLLIDE
 };
 
 /* Opcodes that need more than "skip the argument". */
@@ -36,7 +37,8 @@ enum {
     OP_STOP = '.', OP_PROTO = 0x80, OP_FRAME = 0x95, OP_LONG_BINPUT = 'r', OP_PUT = 'p',
     OP_STACK_GLOBAL = 0x93, OP_EXT1 = 0x82, OP_EXT2 = 0x83, OP_EXT4 = 0x84, OP_PERSID = 'P',
     OP_BINPERSID = 'Q', OP_NEXT_BUFFER = 0x97, OP_READONLY_BUFFER = 0x98, OP_LONG4 = 0x8b,
-    OP_BINUNICODE = 'X', OP_BINSTRING = 'T', OP_LONG1 = 0x8a, OP_GET = 'g'
+    OP_BINUNICODE = 'X', OP_BINSTRING = 'T', OP_LONG1 = 0x8a, OP_GET = 'g', OP_APPEND = 'a',
+    OP_BINFLOAT = 'G', OP_FLOAT = 'F'
 };
 
 /* The opcode table, transcribed from pickletools.opcodes (a test compares the two). */
@@ -70,6 +72,9 @@ enum {
 
 #define W_CAP ((uint64_t)1 << 62)
 
+/* Hash classes of the model's values; same numbers as _H_* in opscan.py. */
+enum { H_OPAQUE, H_NARROW, H_WIDE, H_COLLIDE };
+
 /* Per opcode: class, pops to a MARK, values popped (below the mark), values the slice must
  * hold at least, values pushed.  Derived in opscan.py from pickletools' stack_before and
  * stack_after (a test compares the two). */
@@ -101,6 +106,11 @@ static const struct { unsigned char code, sem, marked, npop, above, npush; } STA
 
 static unsigned char SEM[256], MARKED[256], NPOP[256], ABOVE[256], NPUSH[256];
 
+/* opscan._ENTERS (items enter a list or a tuple) and opscan._PUSH_CLASS. */
+static const unsigned char ENTERS_OPS[] = {'a', 'e', 'l', 't', 0x85, 0x86, 0x87};
+static const unsigned char NARROW_OPS[] = {'N', 0x88, 0x89, ')', 'J', 'K', 'M'};
+static unsigned char ENTERS[256], PUSH_CLASS[256];
+
 /* opscan.JOBLIB_MARKERS; their lengths (19, 26, 37, 44) are distinct. */
 static const char *const MARKERS[] = {
     "joblib.numpy_pickle",
@@ -115,6 +125,12 @@ typedef struct {
     uint64_t *v;
     size_t n, cap;
 } vec_t;
+
+/* The same for hash classes (kept as long as the weights: cs.n == ws.n). */
+typedef struct {
+    unsigned char *v;
+    size_t n, cap;
+} bvec_t;
 
 static int vec_push(vec_t *a, uint64_t x)
 {
@@ -145,12 +161,16 @@ typedef struct {
     unsigned ev_signed; /* bit i set: ev[i] holds an int64_t */
     /* the stack model (opscan._StackModel) */
     vec_t ws;           /* hash weights of the stack's values, bottom first */
+    bvec_t cs;          /* their hash classes (H_*) */
     vec_t marks;        /* positions in ws */
     uint64_t *memo;     /* weight per memo index; 0: never stored */
+    unsigned char *memo_cls; /* class per memo index */
     size_t memo_cap;
     uint64_t memo_len;  /* memo entries stored (MEMOIZE's index) */
     uint64_t memo_max;  /* largest weight ever stored */
+    unsigned memo_cmax; /* highest class ever stored */
     uint64_t hashed;    /* objects visited by the hashes so far (hash_visits) */
+    uint64_t colliding; /* collidable values placed so far (collidable) */
     int64_t stack_error;
 } scan_t;
 
@@ -256,13 +276,91 @@ static int special(scan_t *s, uint64_t pos, unsigned op, uint64_t nops)
 
 /* ---- the stack model: opscan._StackModel, statement for statement ------------------------ */
 
-static int wpush(scan_t *s, uint64_t w)
+/* Push a value of weight w and hash class c. */
+static int wpush(scan_t *s, uint64_t w, unsigned c)
 {
+    bvec_t *cs = &s->cs;
+    if (cs->n == cs->cap) {
+        size_t cap = cs->cap ? 2 * cs->cap : 64;
+        unsigned char *v = PyMem_RawRealloc(cs->v, cap);
+        if (v == NULL) {
+            s->nomem = 1;
+            return -1;
+        }
+        cs->v = v;
+        cs->cap = cap;
+    }
     if (vec_push(&s->ws, w) < 0) {
         s->nomem = 1;
         return -1;
     }
+    cs->v[cs->n++] = (unsigned char)c;
     return 0;
+}
+
+/* Drop the values above position n (ws and cs together). */
+static void wtruncate(scan_t *s, size_t n)
+{
+    s->ws.n = n;
+    s->cs.n = n;
+}
+
+/* opscan._combine: the class of a tuple or frozenset of items of classes c[0:count]. */
+static unsigned combine(const unsigned char *c, size_t count)
+{
+    size_t det = 0, wide = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (c[i] == H_COLLIDE)
+            return H_COLLIDE;
+        if (c[i]) {
+            det++;
+            if (c[i] == H_WIDE)
+                wide++;
+        }
+    }
+    if (wide && det >= 2)
+        return H_COLLIDE;
+    if (det < count)
+        return H_OPAQUE;
+    return wide ? H_WIDE : H_NARROW;
+}
+
+/* _StackModel._collide over c[0], c[step], ... below c[count]: each collidable value is
+ * charged the number placed before it; returns -1 after fail(). */
+static int collide(scan_t *s, unsigned op, uint64_t pos, const unsigned char *c, size_t count,
+                   size_t step)
+{
+    uint64_t t = s->hashed, k = s->colliding;
+    int any = 0;
+    for (size_t i = 0; i < count; i += step) {
+        if (c[i] != H_COLLIDE)
+            continue;
+        any = 1;
+        t += k < W_CAP ? k : W_CAP; /* t <= 2**62 and k capped: no overflow */
+        if (t > W_CAP)
+            t = W_CAP;
+        k++;
+    }
+    if (!any)
+        return 0;
+    s->colliding = k;
+    s->hashed = t;
+    if (t > s->max_items) {
+        fail(s, E_MAX_COLLIDE, pos, t, op, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* opscan._int_class, _text_int_class */
+static unsigned int_class(uint64_t nbytes)
+{
+    return nbytes <= 4 ? H_NARROW : nbytes < 8 ? H_WIDE : H_COLLIDE;
+}
+
+static unsigned text_int_class(uint64_t nchars)
+{
+    return nchars <= 9 ? H_NARROW : nchars < 18 ? H_WIDE : H_COLLIDE;
 }
 
 /* min(W_CAP, 1 + sum(w[0:count])) */
@@ -297,7 +395,7 @@ static int hash_items(scan_t *s, unsigned op, uint64_t pos, const uint64_t *w, s
 
 /* memo[idx] = w (idx < 0: MEMOIZE, at memo_len).  idx <= max(opcodes read, 255): the callers
  * checked PUT and LONG_BINPUT indices against the opcode count. */
-static int memo_put(scan_t *s, int64_t idx, uint64_t w)
+static int memo_put(scan_t *s, int64_t idx, uint64_t w, unsigned c)
 {
     uint64_t i = idx < 0 ? s->memo_len : (uint64_t)idx;
     if (i >= s->memo_cap) {
@@ -309,32 +407,44 @@ static int memo_put(scan_t *s, int64_t idx, uint64_t w)
             s->nomem = 1;
             return -1;
         }
-        memset(m + s->memo_cap, 0, (cap - s->memo_cap) * sizeof *m);
         s->memo = m;
+        unsigned char *mc = PyMem_RawRealloc(s->memo_cls, cap);
+        if (mc == NULL) {
+            s->nomem = 1;
+            return -1;
+        }
+        s->memo_cls = mc;
+        memset(m + s->memo_cap, 0, (cap - s->memo_cap) * sizeof *m);
+        memset(mc + s->memo_cap, 0, cap - s->memo_cap);
         s->memo_cap = cap;
     }
     if (s->memo[i] == 0)
         s->memo_len++;
     s->memo[i] = w;
+    s->memo_cls[i] = (unsigned char)c;
     if (w > s->memo_max)
         s->memo_max = w;
+    if (c > s->memo_cmax)
+        s->memo_cmax = c;
     return 0;
 }
 
 /* _StackModel.step; returns -1 after fail() or on memory exhaustion. */
-static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg)
+static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigned cls)
 {
     vec_t *ws = &s->ws, *marks = &s->marks;
+    const unsigned char *cs = s->cs.v;
     const unsigned sem = SEM[op];
     uint64_t w;
+    unsigned c;
     if (sem == S_PUSH || sem == S_INT)
-        return wpush(s, sem == S_INT ? (uint64_t)arg : 1);
+        return wpush(s, sem == S_INT ? (uint64_t)arg : 1, sem == S_INT ? cls : PUSH_CLASS[op]);
     if (sem == S_PUT) { /* the common case first (every memoized value) */
         if (ws->n <= (marks->n ? marks->v[marks->n - 1] : 0)) {
             s->stack_error = (int64_t)pos; /* stack underflow */
             return 0;
         }
-        return memo_put(s, arg, ws->v[ws->n - 1]);
+        return memo_put(s, arg, ws->v[ws->n - 1], cs[ws->n - 1]);
     }
     if (sem == S_MARK) {
         if (vec_push(marks, ws->n) < 0) {
@@ -360,21 +470,29 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg)
             return 0;
         }
         const uint64_t *items = ws->v + i;
+        const unsigned char *classes = cs + i;
         const size_t count = (size_t)(ws->n - i);
         if (sem == S_PAIRS) {
             if (count % 2) {
                 s->stack_error = (int64_t)pos; /* odd number of items */
                 return 0;
             }
-            if (hash_items(s, op, pos, items, count, 2) < 0)
+            if (hash_items(s, op, pos, items, count, 2) < 0 ||
+                collide(s, op, pos, classes, count, 2) < 0)
                 return -1;
         }
-        else if (sem == S_ALL && hash_items(s, op, pos, items, count, 1) < 0)
+        else if (sem == S_ALL) {
+            if (hash_items(s, op, pos, items, count, 1) < 0 ||
+                collide(s, op, pos, classes, count, 1) < 0)
+                return -1;
+        }
+        else if (ENTERS[op] && collide(s, op, pos, classes, count, 1) < 0)
             return -1;
         w = sem == S_SUM ? tuple_weight(items, count) : 1;
-        ws->n = (size_t)i;
+        c = sem == S_SUM || sem == S_ALL ? combine(classes, count) : H_OPAQUE;
+        wtruncate(s, (size_t)i);
         if (NPUSH[op] > below)
-            return wpush(s, w);
+            return wpush(s, w, c);
         return 0;
     }
     const uint64_t npop = NPOP[op];
@@ -385,25 +503,48 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg)
     }
     if (npop) {
         const uint64_t *popped = ws->v + ws->n - npop;
-        w = sem == S_SUM ? tuple_weight(popped, (size_t)npop) : sem == S_NEW ? 1 : popped[0];
-        if (sem == S_KEY && hash_items(s, op, pos, popped + 1, 1, 1) < 0)
+        const unsigned char *classes = cs + ws->n - npop;
+        if (sem == S_SUM) {
+            w = tuple_weight(popped, (size_t)npop);
+            c = combine(classes, (size_t)npop);
+            if (collide(s, op, pos, classes, (size_t)npop, 1) < 0)
+                return -1;
+        }
+        else if (sem == S_NEW) {
+            w = 1;
+            c = H_OPAQUE;
+        }
+        else {
+            w = popped[0];
+            c = classes[0];
+            if (op == OP_APPEND && collide(s, op, pos, classes + 1, (size_t)npop - 1, 1) < 0)
+                return -1;
+        }
+        if (sem == S_KEY && (hash_items(s, op, pos, popped + 1, 1, 1) < 0 ||
+                             collide(s, op, pos, classes + 1, 1, 1) < 0))
             return -1;
-        ws->n -= (size_t)npop;
+        wtruncate(s, (size_t)(ws->n - npop));
     }
     else if (sem == S_GET) {
-        if (arg < 0)
+        if (arg < 0) {
             w = s->memo_max > 1 ? s->memo_max : 1;
+            c = s->memo_cmax;
+        }
         else if ((uint64_t)arg >= s->memo_cap || s->memo[arg] == 0) {
             s->stack_error = (int64_t)pos; /* Memo value not found */
             return 0;
         }
-        else
+        else {
             w = s->memo[arg];
+            c = s->memo_cls[arg];
+        }
     }
-    else
+    else {
         w = 1;
+        c = cls;
+    }
     for (unsigned k = 0; k < NPUSH[op]; k++)
-        if (wpush(s, w) < 0)
+        if (wpush(s, w, c) < 0)
             return -1;
     return 0;
 }
@@ -421,6 +562,7 @@ static void scan_stream(scan_t *s)
         const unsigned op = d[pos];
         const unsigned kind = KIND[op];
         int64_t arg = 0;
+        unsigned cls = H_OPAQUE;
         nops++;
         if (kind == K_FIXED) {
             if (SPECIAL[op]) {
@@ -441,7 +583,7 @@ static void scan_stream(scan_t *s)
             if (s->stack_error < 0 && nxt <= n) {
                 const unsigned sem = SEM[op];
                 if (sem == S_PUSH) {
-                    if (wpush(s, 1) < 0)
+                    if (wpush(s, 1, PUSH_CLASS[op]) < 0)
                         return;
                 }
                 else {
@@ -451,7 +593,7 @@ static void scan_stream(scan_t *s)
                             read_le(s, pos + 1, SIZE[op], 0, &u);
                         arg = SIZE[op] ? (int64_t)u : -1; /* u < 2**32 */
                     }
-                    if (model_step(s, op, pos, arg) < 0)
+                    if (model_step(s, op, pos, arg, H_OPAQUE) < 0)
                         return;
                 }
             }
@@ -470,6 +612,7 @@ static void scan_stream(scan_t *s)
                     return;
                 }
                 arg = 1 + (int64_t)(len >> 3);
+                cls = int_class(len);
             }
             nxt = pos + 2 + len;
         }
@@ -485,6 +628,7 @@ static void scan_stream(scan_t *s)
                     return;
                 }
                 arg = 1 + (len >> 3);
+                cls = int_class((uint64_t)len);
             }
             else if ((op == OP_BINUNICODE || op == OP_BINSTRING) &&
                      is_marker(s, pos + 5, (uint64_t)len))
@@ -546,15 +690,17 @@ static void scan_stream(scan_t *s)
                 if (push(s, &s->persids, pos) < 0)
                     return;
             }
-            else if (SEM[op] == S_INT)
+            else if (SEM[op] == S_INT) {
                 arg = 1 + (int64_t)((end - pos - 1) >> 4);
+                cls = text_int_class(end - pos - 1);
+            }
             nxt = end + 1;
         }
         else {
             fail(s, E_INVALID_OP, pos, op, 0, 0);
             return;
         }
-        if (s->stack_error < 0 && !past_hi && nxt <= n && model_step(s, op, pos, arg) < 0)
+        if (s->stack_error < 0 && !past_hi && nxt <= n && model_step(s, op, pos, arg, cls) < 0)
             return;
         pos = nxt;
         if (nops > s->max_ops) {
@@ -627,11 +773,11 @@ static PyObject *build_result(const scan_t *s)
     PyObject *g = to_list(&s->globals), *e = to_list(&s->exts);
     PyObject *p = to_list(&s->persids), *b = to_list(&s->buffers), *res = NULL;
     if (g && e && p && b)
-        res = Py_BuildValue("(iiKKOOOOKLOLK)", 0, s->protocol, (unsigned long long)s->end,
+        res = Py_BuildValue("(iiKKOOOOKLOLKK)", 0, s->protocol, (unsigned long long)s->end,
                             (unsigned long long)s->nops, g, e, p, b,
                             (unsigned long long)s->trailing, (long long)s->max_memo_index,
                             s->joblib ? Py_True : Py_False, (long long)s->stack_error,
-                            (unsigned long long)s->hashed);
+                            (unsigned long long)s->hashed, (unsigned long long)s->colliding);
     Py_XDECREF(g);
     Py_XDECREF(e);
     Py_XDECREF(p);
@@ -680,6 +826,8 @@ static PyObject *opscan_scan(PyObject *Py_UNUSED(module), PyObject *args)
     PyMem_RawFree(s.persids.v);
     PyMem_RawFree(s.buffers.v);
     PyMem_RawFree(s.ws.v);
+    PyMem_RawFree(s.cs.v);
+    PyMem_RawFree(s.memo_cls);
     PyMem_RawFree(s.marks.v);
     PyMem_RawFree(s.memo);
     return res;
@@ -720,6 +868,11 @@ PyMODINIT_FUNC PyInit__opscan(void)
     };
     for (size_t i = 0; i < sizeof special_ops; i++)
         SPECIAL[special_ops[i]] = 1;
+    for (size_t i = 0; i < sizeof ENTERS_OPS; i++)
+        ENTERS[ENTERS_OPS[i]] = 1;
+    for (size_t i = 0; i < sizeof NARROW_OPS; i++)
+        PUSH_CLASS[NARROW_OPS[i]] = H_NARROW;
+    PUSH_CLASS[OP_BINFLOAT] = PUSH_CLASS[OP_FLOAT] = H_WIDE;
     for (size_t i = 0; i < sizeof STACK / sizeof STACK[0]; i++) {
         const unsigned c = STACK[i].code;
         SEM[c] = STACK[i].sem;
@@ -749,7 +902,9 @@ PyMODINIT_FUNC PyInit__opscan(void)
         add(m, "MARKED", PyBytes_FromStringAndSize((char *)MARKED, 256)) < 0 ||
         add(m, "NPOP", PyBytes_FromStringAndSize((char *)NPOP, 256)) < 0 ||
         add(m, "ABOVE", PyBytes_FromStringAndSize((char *)ABOVE, 256)) < 0 ||
-        add(m, "NPUSH", PyBytes_FromStringAndSize((char *)NPUSH, 256)) < 0)
+        add(m, "NPUSH", PyBytes_FromStringAndSize((char *)NPUSH, 256)) < 0 ||
+        add(m, "ENTERS", PyBytes_FromStringAndSize((char *)ENTERS, 256)) < 0 ||
+        add(m, "PUSH_CLASS", PyBytes_FromStringAndSize((char *)PUSH_CLASS, 256)) < 0)
         goto error;
     return m;
 error:

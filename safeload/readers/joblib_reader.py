@@ -27,7 +27,11 @@ minutes before ``max_opcodes``), ``max_memo`` (same rule for
 ``PUT``/``LONG_BINPUT``), ``max_int_bytes`` (``LONG1``/``LONG4``), and the hash-bomb budget:
 the keys and items that ``SETITEM(S)``, ``DICT``, ``ADDITEMS`` and ``FROZENSET`` hash are
 weighed first (a tuple visits ``1 + its items' weights`` objects, shared tuples each time) and
-their total may not exceed ``max_items``.  Declared lengths (``BINBYTES8``, ``BINUNICODE8``,
+their total may not exceed ``max_items``; values whose hash can be chosen to collide (big ints
+and tuples and frozensets of such or mixing floats with other numbers: the hash classes of
+:mod:`~safeload.readers.opscan`,
+taken from the values) are charged the pre-scan's worst case of hash flooding to the same total
+whenever they are hashed or enter a list or a tuple.  Declared lengths (``BINBYTES8``, ``BINUNICODE8``,
 ``BYTEARRAY8``) are compared with what the frame or the bounded reader can still produce before
 anything is allocated or buffered (``pickle._Unpickler`` zero-fills a ``BYTEARRAY8``'s declared
 size first).
@@ -53,7 +57,17 @@ from ..graph import ATOMIC_TYPES, OP_BUILD, Call, New, ParseContext
 from ..limits import DEFAULT_LIMITS, Limits
 from .compression import _CHUNK
 from .npy import read_npy_file, read_npy_header
-from .opscan import _MAX_PUT_DIGITS, _W_CAP, OPCODE_NAMES
+from .opscan import (
+    _H_COLLIDE,
+    _H_NARROW,
+    _H_OPAQUE,
+    _H_WIDE,
+    _MAX_PUT_DIGITS,
+    _W_CAP,
+    OPCODE_NAMES,
+    _combine,
+    _int_class,
+)
 from .pickle_reader import ParsedStream, _Forbidden, _inert_hooks
 
 __all__ = [
@@ -111,6 +125,20 @@ _ARRAY_SUBCLASSES = frozenset(
 
 _Base = pickle._Unpickler  # type: ignore[attr-defined]
 
+_NESTED = (tuple, frozenset)
+
+
+def _value_class(x: Any, tp: type) -> int:
+    """Hash class (``opscan._H_*``) of an atom, from its value: the class the pre-scan gives
+    the opcode a pickler writes for it (for an int, from its LONG1 length)."""
+    if tp is int:
+        return _int_class(((x if x >= 0 else ~x).bit_length() >> 3) + 1)
+    if tp is float:
+        return _H_WIDE  # at most about 200 floats share a hash (opscan._H_WIDE)
+    if tp is bool or x is None:
+        return _H_NARROW
+    return _H_OPAQUE
+
 
 @_inert_hooks
 class _JoblibUnpickler(_Base):
@@ -137,10 +165,12 @@ class _JoblibUnpickler(_Base):
         self._materialize = materialize
         self._frame_start = 0
         self._nops = 0  # opcodes read so far (``load``)
-        #: hash weight per tuple (by id, with the tuple kept alive) and the visits counted so
-        #: far, shared with the nested streams of object arrays: one budget per file
-        self._weights: dict[int, tuple[int, tuple]] = {}
+        #: hash weight and class per tuple or frozenset (by id, with the object kept alive),
+        #: the visits counted so far and the collidable values placed so far, shared with the
+        #: nested streams of object arrays: one budget per file
+        self._weights: dict[int, tuple[int, int, tuple | frozenset]] = {}
         self._hashed = [0]
+        self._colliding = [0]
         #: opcodes of the finished 65,536-opcode blocks of every stream of the file (nested
         #: object-array streams share it), for the compressed-size budget
         self._opcount = [0]
@@ -382,61 +412,82 @@ class _JoblibUnpickler(_Base):
     dispatch[pickle.BINUNICODE8[0]] = _load_binunicode8_declared
     dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8_declared
 
-    # -- hashing opcodes: bounded work (hash bombs) -----------------------------------------
-    def _tuple_weight(self, obj: tuple) -> int:
-        """Objects a hash of ``obj`` visits: ``1 + the items' weights``, saturating.
+    # -- hashing opcodes: bounded work (hash bombs, hash flooding) --------------------------
+    def _hash_info(self, obj: tuple | frozenset) -> tuple[int, int]:
+        """``(weight, class)`` of a tuple or frozenset: the objects a hash of it visits and
+        its hash class (``opscan._H_*``, the pre-scan's rules applied to the values).
 
         Tuple hashes are not cached, so a tuple holding the previous one 16 times, 9 levels
-        deep (a few hundred bytes through the memo) costs 16**9 visits per hash.  Memoized by
-        identity for the whole parse (the entries keep their tuples alive) and iterative; a
-        short flat tuple is weighed directly (at most 16 steps each time it is reached).
+        deep (a few hundred bytes through the memo) costs 16**9 visits per hash: a tuple weighs
+        ``1 + the items' weights``, saturating; a frozenset caches its hash and weighs 1.
+        Memoized by identity for the whole parse (the entries keep their objects alive) and
+        iterative; a short flat one is weighed directly (at most 16 steps each time it is
+        reached).
         """
         if len(obj) <= 16:  # a short flat tuple (most tuple keys): at most 16 steps, no memo
             w = 1
+            classes = []
             for x in obj:
                 tp = type(x)
-                if tp is tuple:
+                if tp is tuple or tp is frozenset:
                     break
                 w += 1 + x.bit_length() // 64 if tp is int else 1
+                classes.append(_value_class(x, tp))
             else:
-                return w
+                return (1 if type(obj) is frozenset else w), _combine(classes)
         memo = self._weights
         hit = memo.get(id(obj))
         if hit is not None:
-            return hit[0]
+            return hit[0], hit[1]
         todo = [obj]
         while todo:
             t = todo[-1]
             if id(t) in memo:
                 todo.pop()
                 continue
-            pending = [x for x in t if type(x) is tuple and id(x) not in memo]
-            if pending:  # tuples are built bottom-up: no cycle through tuples alone
+            pending = [x for x in t if type(x) in _NESTED and id(x) not in memo]
+            if pending:  # built bottom-up: no cycle through tuples and frozensets alone
                 todo.extend(pending)
                 continue
             w = 1
+            classes = []
             for x in t:
                 tp = type(x)
-                if tp is tuple:
-                    w += memo[id(x)][0]
-                elif tp is int:
-                    w += 1 + x.bit_length() // 64
+                if tp is tuple or tp is frozenset:
+                    xw, xc, _ = memo[id(x)]
+                    w += xw
+                    classes.append(xc)
                 else:
-                    w += 1
-            memo[id(t)] = (min(w, _W_CAP), t)
+                    w += 1 + x.bit_length() // 64 if tp is int else 1
+                    classes.append(_value_class(x, tp))
+            memo[id(t)] = (1 if type(t) is frozenset else min(w, _W_CAP), _combine(classes), t)
             todo.pop()
-        return memo[id(obj)][0]
+        hit = memo[id(obj)]
+        return hit[0], hit[1]
+
+    def _collidable(self, x: Any) -> bool:
+        tp = type(x)
+        if tp is tuple or tp is frozenset:
+            return self._hash_info(x)[1] == _H_COLLIDE
+        if tp is int:
+            return _value_class(x, tp) == _H_COLLIDE
+        return False
 
     def _hashing(self, items: list, code: int) -> None:
         """Count the hash visits of ``items`` against ``max_items`` (the whole file's budget,
-        as in the raw reader's pre-scan: a key repeated many times counts each time)."""
+        as in the raw reader's pre-scan: a key repeated many times counts each time), then
+        charge the collidable ones (:meth:`_collide`)."""
         total = self._hashed[0]
+        colliding = 0
         for x in items:
             tp = type(x)
-            if tp is tuple:
-                total += self._tuple_weight(x)
+            if tp is tuple or tp is frozenset:
+                w, c = self._hash_info(x)
+                total += w
+                colliding += c == _H_COLLIDE
             elif tp is int:
                 total += 1 + x.bit_length() // 64
+                colliding += _value_class(x, tp) == _H_COLLIDE
             else:
                 total += 1
         total = min(total, _W_CAP)
@@ -451,24 +502,70 @@ class _JoblibUnpickler(_Base):
                 "visits every item, a shared tuple each time it is reached (hash bomb); "
                 "objects visited by all the hashes so far",
             )
+        if colliding:
+            self._collide(colliding, code)
 
-    def _hash_wrapper(code: int, pairs: bool, container: bool):  # noqa: N805 - one per opcode
+    def _entering(self, items: list, code: int) -> None:
+        """Charge the collidable values that enter a list or a tuple: the builder may pass it
+        to ``set``, ``frozenset`` or ``dict`` (protocols 0 to 3 pickle sets that way)."""
+        colliding = 0
+        for x in items:
+            colliding += self._collidable(x)
+        if colliding:
+            self._collide(colliding, code)
+
+    def _collide(self, n: int, code: int) -> None:
+        """Charge ``n`` more collidable values the pre-scan's worst case (hash flooding): all
+        in one hash table, each probing past every one placed before it."""
+        k = self._colliding[0]
+        self._colliding[0] = k + n
+        total = min(_W_CAP, self._hashed[0] + n * k + n * (n - 1) // 2)
+        self._hashed[0] = total
+        limit = self._safeload_limits.max_items
+        if total > limit:
+            raise LimitExceededError(
+                "max_items",
+                total,
+                limit,
+                f"hash collisions: {OPCODE_NAMES[code]} places a value whose hash can be "
+                "chosen to collide (an int of 8 bytes or more, a tuple or frozenset holding one "
+                "or mixing a float with other numbers) in a dict, set, list or tuple; each is "
+                "charged the number placed before it (the worst case, all in one hash table, "
+                "is quadratic: hash flooding); objects visited by all the hashes so far",
+            )
+
+    def _marked(code: int, pairs: bool, container: bool, hashes: bool):  # noqa: N805
+        """Wrap a marked opcode: hash (or place) the items of its slice first."""
         base = _Base.dispatch[code]
 
-        def load_hashing(self) -> None:
+        def load_marked(self) -> None:
             # the current frame (``self.stack``) is the marked slice; streams that base() then
             # rejects anyway (no MARK, no container below it, an odd key/value list) are not
             # counted, so they fail as they always did
             stack = self.stack
             metastack = self.metastack
             if metastack and (metastack[-1] or not container):
-                if not pairs:
+                if not hashes:
+                    self._entering(stack, code)
+                elif not pairs:
                     self._hashing(stack, code)
                 elif not len(stack) % 2:
                     self._hashing(stack[0::2], code)
             base(self)
 
-        return load_hashing
+        return load_marked
+
+    def _top(code: int, count: int):  # noqa: N805 - APPEND (the item) and TUPLE1/2/3
+        base = _Base.dispatch[code]
+        need = 2 if code == pickle.APPEND[0] else count
+
+        def load_top(self) -> None:
+            stack = self.stack
+            if len(stack) >= need:
+                self._entering(stack[-count:], code)
+            base(self)
+
+        return load_top
 
     def _load_setitem(self) -> None:
         stack = self.stack
@@ -477,11 +574,18 @@ class _JoblibUnpickler(_Base):
         _Base.dispatch[pickle.SETITEM[0]](self)
 
     dispatch[pickle.SETITEM[0]] = _load_setitem
-    dispatch[pickle.SETITEMS[0]] = _hash_wrapper(pickle.SETITEMS[0], True, True)
-    dispatch[pickle.DICT[0]] = _hash_wrapper(pickle.DICT[0], True, False)
-    dispatch[pickle.ADDITEMS[0]] = _hash_wrapper(pickle.ADDITEMS[0], False, True)
-    dispatch[pickle.FROZENSET[0]] = _hash_wrapper(pickle.FROZENSET[0], False, False)
-    del _hash_wrapper
+    dispatch[pickle.SETITEMS[0]] = _marked(pickle.SETITEMS[0], True, True, True)
+    dispatch[pickle.DICT[0]] = _marked(pickle.DICT[0], True, False, True)
+    dispatch[pickle.ADDITEMS[0]] = _marked(pickle.ADDITEMS[0], False, True, True)
+    dispatch[pickle.FROZENSET[0]] = _marked(pickle.FROZENSET[0], False, False, True)
+    dispatch[pickle.APPENDS[0]] = _marked(pickle.APPENDS[0], False, True, False)
+    dispatch[pickle.LIST[0]] = _marked(pickle.LIST[0], False, False, False)
+    dispatch[pickle.TUPLE[0]] = _marked(pickle.TUPLE[0], False, False, False)
+    dispatch[pickle.APPEND[0]] = _top(pickle.APPEND[0], 1)
+    dispatch[pickle.TUPLE1[0]] = _top(pickle.TUPLE1[0], 1)
+    dispatch[pickle.TUPLE2[0]] = _top(pickle.TUPLE2[0], 2)
+    dispatch[pickle.TUPLE3[0]] = _top(pickle.TUPLE3[0], 3)
+    del _marked, _top
 
     # -- opcode offsets, for the scanner's report --------------------------------------------
     def _position(self) -> int | None:
@@ -661,6 +765,7 @@ class _JoblibUnpickler(_Base):
         )
         inner._weights = self._weights
         inner._hashed = self._hashed
+        inner._colliding = self._colliding
         inner._opcount = self._opcount
         return inner.load()
 

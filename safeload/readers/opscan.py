@@ -37,6 +37,25 @@ underflow, no MARK, a memo entry never stored, an odd number of key/value items)
 records the offset in :attr:`StreamInfo.stack_error`: the unpickler fails at that opcode, so no
 later opcode ever runs, and the scan itself still accepts the stream (the error is the
 unpickler's to report, and the scanners still name the globals it would import first).
+
+Hash flooding is caught by the same model.  str and bytes hashes are randomised per process
+and placeholders hash by identity, but int, float and tuple hashes are fixed functions of the
+value: ints equal modulo ``2**61 - 1`` hash alike, so 100,000 such dict keys make insertion
+quadratic (minutes).  Each value also carries a *hash class* (``_H_*``): opaque (str, bytes,
+placeholders, containers), narrow (ints of at most 4 bytes, ``None``, bools, ``()``: few
+values, no useful collisions), wide (floats, ints of 5 to 7 bytes: a value with any chosen
+hash is easy to find, but distinct values of one hash are few: a float's mantissa has 53 bits,
+so at most about 200 floats share a hash) or *collidable* (ints whose encoding has 8 bytes or
+more or text of 18 characters or more, and tuples and frozensets holding a collidable item or a
+wide item next to another non-opaque one: xxHash and the frozenset hash can be inverted lane by
+lane).  Every time a
+collidable value is hashed by a hashing opcode, or enters a list or a tuple (the builder may
+hand those to ``set``, ``frozenset`` or ``dict``: protocols 0 to 3 pickle sets that way), the
+worst case is charged to the same running total: all of them in one hash table, so the
+``n``-th costs ``n - 1`` probes and ``n`` of them ``n (n - 1) / 2``.  The default
+``max_items`` (20M) thus admits about 6,300 collidable values (a fraction of a second of
+insertion); legitimate scikit-learn pickles hold big ints as dict *values* (PCG64 and
+SeedSequence states), not keys.
 """
 
 from __future__ import annotations
@@ -149,6 +168,67 @@ _S_INT = 12  # an int: 1 + one per 8 bytes (LONG1/LONG4) or 16 characters (INT/L
 #: Weights and the hash total saturate here (no overflow in C).
 _W_CAP = 1 << 62
 
+# Hash classes of the stack model's values (same numbers in _opscan.c; see the module
+# docstring): a tuple's or frozenset's class follows from its items' (:func:`_combine`).
+_H_OPAQUE = 0  # randomised (str, bytes), identity (placeholders) or unhashable
+_H_NARROW = 1  # fixed hash, few values: ints of at most 4 bytes (or 9 text characters), None,
+#                bools, (); tuples of only these
+_H_WIDE = 2  # fixed hash, any hash value can be reached: floats, ints of 5 to 7 bytes (or 10
+#              to 17 text characters); tuples of non-opaque items with one of these.  A float's
+#              hash is ``m * 2**(e % 61) mod (2**61 - 1)`` with a 53-bit ``m``: at most about
+#              200 floats share one hash, so floats alone never flood
+_H_COLLIDE = 3  # many values can share one hash: ints of 8 bytes or more (or 18 text
+#                 characters: ``0x1fffffffffffffff`` is 2**61 - 1); tuples and frozensets
+#                 holding one, or a wide item and another non-opaque one
+
+#: Opcodes whose items enter a list or a tuple, which the builder may pass to ``set``,
+#: ``frozenset`` or ``dict`` (hashing their items then): collidable items are charged there too.
+_ENTERS = [False] * 256
+for _name in ("APPEND", "APPENDS", "LIST", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"):
+    _ENTERS[_OP[_name]] = True
+#: Class of the value each push-only opcode pushes.
+_PUSH_CLASS = [_H_OPAQUE] * 256
+for _name in ("NONE", "NEWTRUE", "NEWFALSE", "EMPTY_TUPLE", "BININT", "BININT1", "BININT2"):
+    _PUSH_CLASS[_OP[_name]] = _H_NARROW
+_PUSH_CLASS[_OP["BINFLOAT"]] = _PUSH_CLASS[_OP["FLOAT"]] = _H_WIDE
+_APPEND = _OP["APPEND"]
+
+
+def _int_class(nbytes: int) -> int:
+    """Class of a LONG1/LONG4 int of ``nbytes`` bytes (two's complement, little-endian)."""
+    return _H_NARROW if nbytes <= 4 else _H_WIDE if nbytes < 8 else _H_COLLIDE
+
+
+def _text_int_class(nchars: int) -> int:
+    """Class of a text INT/LONG of ``nchars`` characters (the unpicklers parse it with base 0,
+    so ``0x1fffffffffffffff``, 18 characters, is already 2**61 - 1; 17 never reach it)."""
+    return _H_NARROW if nchars <= 9 else _H_WIDE if nchars < 18 else _H_COLLIDE
+
+
+def _combine(classes: list[int]) -> int:
+    """Class of a tuple or frozenset with items of these classes.
+
+    One lane of xxHash (tuples) or of the frozenset's xor is a bijection of the item's hash, so
+    a single deterministic item does not collide; two of them, one wide, can be solved for a
+    chosen hash (the other items, even randomised, only need to be the same each time).
+    Tuples of narrow items only stay narrow (a colliding family costs about 2**32 hash
+    evaluations per member).
+    """
+    det = wide = 0
+    for c in classes:
+        if c == _H_COLLIDE:
+            return _H_COLLIDE
+        if c:
+            det += 1
+            if c == _H_WIDE:
+                wide += 1
+    if wide and det >= 2:
+        return _H_COLLIDE
+    if det < len(classes):
+        return _H_OPAQUE
+    return _H_WIDE if wide else _H_NARROW
+
+
 _SEM = [_S_NONE] * 256
 _MARKED = [False] * 256  # pops to the last MARK (the values above it are its stack slice)
 _NPOP = [0] * 256  # values popped (for a marked opcode: values just below the mark)
@@ -206,6 +286,7 @@ _E_MAX_MEMO = 10  # offset, memo index
 _E_MAX_INT = 11  # offset, length, opcode (LONG1 or LONG4)
 _E_MAX_OPS = 12  # opcodes read so far
 _E_MAX_HASH = 13  # offset, objects hashed so far, opcode
+_E_MAX_COLLIDE = 14  # offset, objects hashed so far (collision probes included), opcode
 
 #: Longest decimal memo index a text ``PUT`` may carry: 19 digits always fit in 64 bits.
 _MAX_PUT_DIGITS = 19
@@ -267,6 +348,17 @@ def _error(code: int, a: int, b: int, c: int, data, limits: Limits) -> Exception
             "visits every item, a shared tuple each time it is reached (hash bomb); objects "
             "visited by all the hashes so far",
         )
+    if code == _E_MAX_COLLIDE:
+        return LimitExceededError(
+            "max_items",
+            b,
+            limits.max_items,
+            f"hash collisions: {OPCODE_NAMES[c]} at offset {a} places a value whose hash can "
+            "be chosen to collide (an int of 8 bytes or more, a tuple or frozenset holding one "
+            "or mixing a float with other numbers) in a dict, set, list or tuple; each is charged "
+            "the number placed before it (the worst case, all in one hash table, is quadratic: "
+            "hash flooding); objects visited by all the hashes so far",
+        )
     raise AssertionError(f"unknown opcode-scan error code {code}")  # pragma: no cover
 
 
@@ -299,8 +391,12 @@ class StreamInfo:
         of key/value items), -1 when there is none.  The unpickler fails at that opcode.
     hash_visits : int
         Objects visited by the hashes of all the dict keys and set items of the stream (tuples
-        expanded, shared ones each time they are reached; saturates at ``2**62``), up to
-        ``stack_error``.  At most ``Limits.max_items``.
+        expanded, shared ones each time they are reached; saturates at ``2**62``), plus the
+        worst-case collision probes of the collidable values (``collidable * (collidable - 1)
+        / 2``), up to ``stack_error``.  At most ``Limits.max_items``.
+    collidable : int
+        Values whose hash can be chosen to collide (see the module docstring) hashed as dict
+        keys or set items or placed in lists and tuples, up to ``stack_error``.
     """
 
     protocol: int = 0
@@ -316,6 +412,7 @@ class StreamInfo:
     joblib: bool = False
     stack_error: int = -1
     hash_visits: int = 0
+    collidable: int = 0
 
 
 def scan_opcodes(
@@ -354,7 +451,8 @@ def scan_opcodes(
         Too many opcodes, a memo index beyond ``max_memo`` or beyond the number of opcodes read
         so far (a legitimate pickler numbers its memo 0, 1, 2, ...), an oversized integer, or
         keys and set items whose hashes would visit more than ``max_items`` objects (a hash
-        bomb; see the module docstring).
+        bomb), counting the worst-case probes of values whose hashes can be chosen to collide
+        (hash flooding; see the module docstring).
 
     Notes
     -----
@@ -407,25 +505,44 @@ class _StackModel:
     reaching the container just below their mark, ``POP`` dropping the top mark when nothing
     was pushed since, ``MEMOIZE`` storing at the number of memo entries.  Grows by at most two
     values per opcode; the memo by one entry per memo opcode (indices are bounded by the opcode
-    count or 255).  After the first opcode the unpickler can not execute, :attr:`stack_error`
-    holds its offset and the model stops.
+    count or 255).  Each value also has a hash class (``cs``, parallel to ``ws``; ``_H_*``).
+    After the first opcode the unpickler can not execute, :attr:`stack_error` holds its offset
+    and the model stops.
     """
 
-    __slots__ = ("ws", "marks", "memo", "memo_max", "hashed", "max_items", "stack_error")
+    __slots__ = (
+        "ws",
+        "cs",
+        "marks",
+        "memo",
+        "memo_cls",
+        "memo_max",
+        "memo_cmax",
+        "hashed",
+        "colliding",
+        "max_items",
+        "stack_error",
+    )
 
     def __init__(self, max_items: int) -> None:
         self.ws: list[int] = []  # weights, bottom first
+        self.cs: list[int] = []  # hash classes, parallel to ws
         self.marks: list[int] = []  # positions in ws
         self.memo: dict[int, int] = {}
+        self.memo_cls: dict[int, int] = {}
         self.memo_max = 0  # largest weight ever stored (a GET whose index C may parse otherwise)
+        self.memo_cmax = 0  # highest class ever stored (same use)
         self.hashed = 0
+        self.colliding = 0  # collidable values placed so far
         self.max_items = max_items
         self.stack_error = -1
 
-    def step(self, op: int, pos: int, arg: int, data, limits: Limits) -> None:
+    def step(self, op: int, pos: int, arg: int, data, limits: Limits, cls: int = 0) -> None:
         """Apply opcode ``op`` at ``pos``; ``arg`` is its memo index (-1: MEMOIZE, or a text GET
-        whose line is not plain digits) or, for an int, its weight."""
+        whose line is not plain digits) or, for an int, its weight; ``cls`` is the hash class
+        of the value a push-only opcode or an int pushes."""
         ws = self.ws
+        cs = self.cs
         marks = self.marks
         sem = _SEM[op]
         if sem == _S_PUT:  # the common case first (every memoized value)
@@ -433,10 +550,15 @@ class _StackModel:
                 self.stack_error = pos  # stack underflow
                 return
             w = ws[-1]
+            c = cs[-1]
             memo = self.memo
-            memo[len(memo) if arg < 0 else arg] = w
+            index = len(memo) if arg < 0 else arg
+            memo[index] = w
+            self.memo_cls[index] = c
             if w > self.memo_max:
                 self.memo_max = w
+            if c > self.memo_cmax:
+                self.memo_cmax = c
             return
         if sem == _S_MARK:
             marks.append(len(ws))
@@ -455,16 +577,27 @@ class _StackModel:
                 self.stack_error = pos  # stack underflow
                 return
             items = ws[i:]
+            classes = cs[i:]
             if sem == _S_PAIRS:
                 if len(items) % 2:
                     self.stack_error = pos  # odd number of items
                     return
                 self._hash(op, pos, items[0::2], data, limits)
+                self._collide(op, pos, classes[0::2], data, limits)
             elif sem == _S_ALL:
                 self._hash(op, pos, items, data, limits)
+                self._collide(op, pos, classes, data, limits)
+            elif _ENTERS[op]:
+                self._collide(op, pos, classes, data, limits)
             del ws[i:]
+            del cs[i:]
             if _NPUSH[op] > below:
-                ws.append(min(_W_CAP, 1 + sum(items)) if sem == _S_SUM else 1)
+                if sem == _S_SUM:
+                    ws.append(min(_W_CAP, 1 + sum(items)))
+                    cs.append(_combine(classes))
+                else:
+                    ws.append(1)
+                    cs.append(_combine(classes) if sem == _S_ALL else _H_OPAQUE)  # FROZENSET
             return
         npop = _NPOP[op]
         size = len(ws)
@@ -473,36 +606,60 @@ class _StackModel:
             return
         if npop:
             popped = ws[size - npop :]
+            classes = cs[size - npop :]
             if sem == _S_SUM:
                 w = min(_W_CAP, 1 + sum(popped))
+                c = _combine(classes)
+                self._collide(op, pos, classes, data, limits)
             elif sem == _S_NEW:
                 w = 1
+                c = _H_OPAQUE
             else:
                 w = popped[0]
+                c = classes[0]
+                if op == _APPEND:
+                    self._collide(op, pos, classes[1:], data, limits)
             if sem == _S_KEY:
                 self.hashed = min(_W_CAP, self.hashed + popped[1])
                 if self.hashed > self.max_items:
                     raise _error(_E_MAX_HASH, pos, self.hashed, op, data, limits)
+                self._collide(op, pos, classes[1:2], data, limits)
             del ws[size - npop :]
+            del cs[size - npop :]
         elif sem == _S_GET:
             if arg < 0:
                 w = max(1, self.memo_max)
+                c = self.memo_cmax
             else:
                 w = self.memo.get(arg, 0)
                 if not w:
                     self.stack_error = pos  # "Memo value not found"
                     return
+                c = self.memo_cls[arg]
         elif sem == _S_INT:
             w = arg
+            c = cls
         else:
             w = 1
+            c = cls
         for _ in range(_NPUSH[op]):
             ws.append(w)
+            cs.append(c)
 
     def _hash(self, op: int, pos: int, weights: list[int], data, limits: Limits) -> None:
         self.hashed = min(_W_CAP, self.hashed + sum(weights))
         if self.hashed > self.max_items:
             raise _error(_E_MAX_HASH, pos, self.hashed, op, data, limits)
+
+    def _collide(self, op: int, pos: int, classes: list[int], data, limits: Limits) -> None:
+        """Charge each collidable value the number placed before it (hash flooding)."""
+        n = classes.count(_H_COLLIDE)
+        if n:
+            k = self.colliding
+            self.colliding = k + n
+            self.hashed = min(_W_CAP, self.hashed + n * k + n * (n - 1) // 2)
+            if self.hashed > self.max_items:
+                raise _error(_E_MAX_COLLIDE, pos, self.hashed, op, data, limits)
 
 
 def _scan_opcodes_py(
@@ -528,6 +685,7 @@ def _scan_opcodes_py(
     global_offsets = info.global_offsets
     model = _StackModel(limits.max_items)
     push = model.ws.append
+    cpush = model.cs.append
     stopped = False
     while pos < n:
         op = data[pos]
@@ -551,6 +709,7 @@ def _scan_opcodes_py(
                 sem = sem_of[op]
                 if sem == _S_PUSH:
                     push(1)
+                    cpush(_PUSH_CLASS[op])
                 elif sem in (_S_GET, _S_PUT):
                     size = size_of[op]
                     arg = -1 if not size else int.from_bytes(data[pos + 1 : nxt], "little")
@@ -560,6 +719,7 @@ def _scan_opcodes_py(
             pos = nxt
             continue
         arg = 0
+        cls = _H_OPAQUE
         if kind == _LEN1:
             if pos + 1 >= n:
                 break
@@ -578,6 +738,7 @@ def _scan_opcodes_py(
                 if length > limits.max_int_bytes:
                     raise _error(_E_MAX_INT, pos, length, op, data, limits)
                 arg = 1 + (length >> 3)
+                cls = _int_class(length)
             nxt = pos + 2 + length
         elif kind in (_LEN4U, _LEN4S):
             length = int.from_bytes(data[pos + 1 : pos + 5], "little", signed=kind == _LEN4S)
@@ -587,6 +748,7 @@ def _scan_opcodes_py(
                 if length > limits.max_int_bytes:
                     raise _error(_E_MAX_INT, pos, length, op, data, limits)
                 arg = 1 + (length >> 3)
+                cls = _int_class(length)
             elif (
                 length in _MARKER_LENS
                 and op in _STRING_OPS
@@ -631,6 +793,7 @@ def _scan_opcodes_py(
                 info.persid_offsets.append(pos)
             elif sem_of[op] == _S_INT:
                 arg = 1 + ((end - pos - 1) >> 4)
+                cls = _text_int_class(end - pos - 1)
             nxt = end + 1
         else:
             raise _error(_E_INVALID_OP, pos, op, 0, data, limits)
@@ -638,8 +801,10 @@ def _scan_opcodes_py(
             sem = sem_of[op]
             if sem == _S_PUSH:
                 push(1)
+                cpush(_PUSH_CLASS[op])
             elif sem == _S_INT:
                 push(arg)
+                cpush(cls)
             else:
                 model.step(op, pos, arg, data, limits)
         pos = nxt
@@ -662,6 +827,7 @@ def _scan_opcodes_py(
 def _finish(info: StreamInfo, model: _StackModel) -> StreamInfo:
     info.stack_error = model.stack_error
     info.hash_visits = model.hashed
+    info.collidable = model.colliding
     return info
 
 

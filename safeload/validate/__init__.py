@@ -19,6 +19,11 @@ Registering is by class or by ``"module.qualname"`` string.  Strings are matched
 of the classes in ``type(obj).__mro__``; nothing is imported to resolve them, so registering a
 validator for a library that is not installed (or not trusted) costs nothing.
 
+Objects whose checked content is final once their state is set (a ``Tree`` copies its nodes
+into its own C buffers in its single ``__setstate__``) may instead be checked while the loader
+goes on building: :class:`ValidationBatch` runs their Python checks at once and their C node
+pass beside the loader, and :meth:`ValidationBatch.join` reports before the load returns.
+
 The families live in submodules (``tree``, ``hist_gradient_boosting``, ``neighbors``,
 ``dist_metrics``, ``sparse``, ``svm``, ``cluster``, ``feature_extraction``, ``preprocessing``,
 ``numpy_types``, ``interpolate``) and register themselves when this package is imported.
@@ -28,12 +33,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import SafeloadError, ValidationError
 from ..limits import Limits
 from ._common import type_name
 
-__all__ = ["validate", "register", "has_validator", "registered_names", "Validator"]
+try:  # optional C kernels (tree and predictor node passes); numpy references otherwise
+    from . import _treecheck  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - built without a compiler
+    _treecheck = None
+
+__all__ = [
+    "validate",
+    "register",
+    "register_final",
+    "has_validator",
+    "registered_names",
+    "Validator",
+    "ValidationBatch",
+]
 
 Validator = Callable[[object, Limits], None]
 
@@ -41,6 +60,8 @@ _lock = threading.RLock()
 _by_name: dict[str, list[Validator]] = {}
 _by_class: dict[type, list[Validator]] = {}
 _cache: dict[type, tuple[Validator, ...]] = {}
+# validator -> (its form for objects that are final once built, the exact type names it covers)
+_final: dict[Validator, tuple[Callable[[object, Limits, ValidationBatch], None], frozenset]] = {}
 
 
 def _normalize(name: str) -> str:
@@ -163,15 +184,148 @@ def validate(obj: object, limits: Limits) -> None:
     if validators is None:
         validators = _lookup(type(obj))
     for func in validators:
+        _run(func, obj, limits)
+
+
+def _run(func: Callable[..., None], obj: object, *args: object) -> None:
+    try:
+        func(obj, *args)
+    except (SafeloadError, MemoryError):
+        raise
+    except Exception as exc:  # garbage a check did not anticipate is still refused
+        raise ValidationError(
+            f"{type_name(type(obj))}: content could not be validated ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def register_final(
+    validator: Validator, *names: str
+) -> Callable[[Callable[[object, Limits, ValidationBatch], None]], Callable]:
+    """Register the decorated function as the early form of ``validator`` for some types.
+
+    Only for types whose checked content can not change once the loader has set their state
+    (``sklearn.tree._tree.Tree``: its nodes live in C buffers that only its ``__setstate__``
+    replaces, and the loader sets an object's state once).  The early form makes every check
+    ``validator`` makes: what is cheap at once, the node pass through
+    :meth:`ValidationBatch.add_nodes`.
+
+    Parameters
+    ----------
+    validator : callable
+        A function registered with :func:`register`.
+    *names : str
+        ``"module.qualname"`` of the exact types the early form covers (never their
+        subclasses, which may set state differently).
+
+    Returns
+    -------
+    callable
+        A decorator registering ``func(obj, limits, batch) -> None`` and returning it.
+    """
+
+    exact = frozenset(_normalize(name) for name in names)
+    if not exact:
+        raise TypeError("register_final() needs the names of the exact types it covers")
+
+    def decorator(func: Callable[[object, Limits, ValidationBatch], None]) -> Callable:
+        with _lock:
+            _final[validator] = (func, exact)
+        return func
+
+    return decorator
+
+
+class ValidationBatch:
+    """Validation of objects that are final once built, overlapped with the rest of a load.
+
+    One per load (not shared between threads).  The loader calls :meth:`submit` on each object
+    as soon as its state is set and :meth:`join` once the whole graph is built, before the
+    other objects are validated and before the load returns.  Types without an early form
+    (:func:`register_final`) are left to :func:`validate` at the end.
+
+    Parameters
+    ----------
+    limits : Limits
+        The limits of the current load.
+    """
+
+    __slots__ = ("limits", "_kernel", "_plans", "_joined")
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._kernel: Any = None  # a _treecheck.Batch once a node pass is queued
+        self._plans: dict[type, tuple | None] = {}
+        self._joined = False
+
+    def submit(self, obj: object) -> bool:
+        """Validate ``obj`` now, or start its node pass beside the caller.
+
+        Parameters
+        ----------
+        obj : object
+            A freshly built object whose state was just set.
+
+        Returns
+        -------
+        bool
+            False when ``obj``'s type has a validator without an early form: the caller
+            validates it with :func:`validate` once the graph is built.
+
+        Raises
+        ------
+        ValidationError
+            From the checks made at once.
+        """
+        tp = type(obj)
         try:
-            func(obj, limits)
-        except (SafeloadError, MemoryError):
-            raise
-        except Exception as exc:  # garbage a check did not anticipate is still refused
-            raise ValidationError(
-                f"{type_name(type(obj))}: content could not be validated "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+            plan = self._plans[tp]
+        except KeyError:
+            name = type_name(tp)
+            early = []
+            for func in _lookup(tp):
+                form, exact = _final.get(func, (None, frozenset()))
+                early.append(form if name in exact else None)
+            plan = self._plans[tp] = tuple(early) if early and None not in early else None
+        if plan is None:
+            return False
+        for func in plan:
+            _run(func, obj, self.limits, self)
+        return True
+
+    def add_nodes(self, obj: object, recheck: Validator, *kernel_args: object) -> bool:
+        """Queue one C tree-node pass (``_treecheck.check`` arguments) about ``obj``.
+
+        ``obj`` must keep the node buffer unchanged until :meth:`join`.  When the pass fails,
+        :meth:`join` runs ``recheck(obj, limits)``, which names the problem.
+
+        Returns
+        -------
+        bool
+            False when the C kernel is not built or the batch was joined already: the caller
+            checks the nodes itself.
+        """
+        kernel = self._kernel
+        if kernel is None:
+            if _treecheck is None or self._joined:
+                return False
+            kernel = self._kernel = _treecheck.Batch()
+        kernel.add((obj, recheck), *kernel_args)
+        return True
+
+    def join(self) -> None:
+        """Wait for every queued node pass and report the first failure.
+
+        Raises
+        ------
+        ValidationError
+            Naming the object, the field and the bad value.
+        """
+        self._joined = True
+        kernel, self._kernel = self._kernel, None
+        if kernel is None:
+            return
+        for obj, recheck in kernel.join():
+            _run(recheck, obj, self.limits)
 
 
 def registered_names() -> list[str]:

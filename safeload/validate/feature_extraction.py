@@ -19,6 +19,11 @@ from ..limits import Limits
 from . import register
 from ._common import MISSING, as_int_array, fail, get_int, state
 
+try:  # optional C helper; the numpy code below is the reference
+    from .._speedups import is_index_permutation  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - built without a compiler
+    is_index_permutation = None
+
 __all__ = ["validate_hasher", "validate_vocabulary"]
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -55,6 +60,8 @@ def _check_vocab(est: object, vocab: object, limits: Limits) -> int:
         fail(est, f"vocabulary_ is a {type(vocab).__name__}, not a dict")
     n = len(vocab)
     limits.check("max_items", n, "vocabulary_ entries")
+    if is_index_permutation is not None and is_index_permutation(vocab):
+        return n
     values = as_int_array(est, "vocabulary_ values", vocab.values())
     if n == 0:
         return 0

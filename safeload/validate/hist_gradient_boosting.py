@@ -17,6 +17,9 @@ What the C code does (compiled with ``boundscheck=False``):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..limits import Limits
@@ -33,17 +36,66 @@ from ._common import (
     state,
 )
 
+try:  # optional C kernel; the numpy code below is the reference
+    from . import _treecheck
+except ImportError:  # pragma: no cover - built without a compiler
+    _treecheck = None
+
 __all__ = ["validate_tree_predictor", "validate_bin_mapper", "validate_hist_gradient_boosting"]
 
 PREDICTOR_NAME = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 BIN_MAPPER_NAME = "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper"
 _BITSET_WORDS = 8  # 256 bits, X_BINNED_DTYPE is uint8
+_INTP_MAX = int(np.iinfo(np.intp).max)
+_KERNEL_FIELDS = (
+    "is_leaf",
+    "left",
+    "right",
+    "feature_idx",
+    "is_categorical",
+    "missing_go_to_left",
+    "bitset_idx",
+)
+_KERNEL_DTYPES = ("u1", "<u4", "<u4", "<i8", "u1", "u1", "<u4")
 
 
+@functools.cache
 def _record_dtype() -> np.dtype:
     from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
 
     return PREDICTOR_RECORD_DTYPE
+
+
+@functools.cache
+def _kernel_layout() -> tuple[int, ...] | None:
+    """``(itemsize, offsets of _KERNEL_FIELDS)`` of ``PREDICTOR_RECORD_DTYPE`` when the C
+    kernel can read it (native little-endian fields of the expected types), else None."""
+    dtype = _record_dtype()
+    fields: Mapping[str, tuple] = dtype.fields or {}
+    offsets = []
+    for name, want in zip(_KERNEL_FIELDS, _KERNEL_DTYPES, strict=True):
+        if name not in fields or fields[name][0] != np.dtype(want):
+            return None
+        offsets.append(fields[name][1])
+    if np.dtype("<u4") != np.dtype("=u4"):  # pragma: no cover - big-endian host
+        return None
+    return (dtype.itemsize, *offsets)
+
+
+def _fast_predictor_ok(
+    nodes: np.ndarray, n_bitsets: int, feature_end: int, is_categorical: np.ndarray | None
+) -> bool:
+    """Run the node checks in the C kernel (``_treecheck.check_predictor``); False when it is
+    unavailable or finds a problem (the numpy reference then names it).  ``nodes`` must have
+    exactly ``PREDICTOR_RECORD_DTYPE``."""
+    if _treecheck is None:
+        return False
+    layout = _kernel_layout()
+    if layout is None or not nodes.flags.c_contiguous:
+        return False
+    if is_categorical is not None and not is_categorical.flags.c_contiguous:
+        return False
+    return _treecheck.check_predictor(nodes, *layout, n_bitsets, feature_end, is_categorical)
 
 
 def _bitsets(obj: object, field: str, value: object, c_contiguous: bool) -> np.ndarray:
@@ -100,7 +152,13 @@ def validate_tree_predictor(pred: object, limits: Limits) -> None:
             f"binned_left_cat_bitsets has {binned.shape[0]} rows but raw_left_cat_bitsets has "
             f"{raw.shape[0]}",
         )
+    if _fast_predictor_ok(nodes, raw.shape[0], _INTP_MAX, None):
+        return
+    _check_predictor_numpy(pred, nodes, n, raw.shape[0])
 
+
+def _check_predictor_numpy(pred: object, nodes: np.ndarray, n: int, n_bitsets: int) -> None:
+    """numpy reference of the predictor node checks (and the messages)."""
     is_leaf = nodes["is_leaf"]
     check_flag(pred, "nodes['is_leaf']", is_leaf)
     internal = np.flatnonzero(is_leaf == 0)
@@ -108,7 +166,7 @@ def validate_tree_predictor(pred: object, limits: Limits) -> None:
     right = nodes["right"][internal].astype(np.int64)
     check_children(pred, ("nodes['left']", "nodes['right']"), left, right, internal, n)
     feature = nodes["feature_idx"][internal]
-    check_range(pred, "nodes['feature_idx']", feature, 0, np.iinfo(np.intp).max, internal)
+    check_range(pred, "nodes['feature_idx']", feature, 0, _INTP_MAX, internal)
     is_cat = nodes["is_categorical"][internal]
     check_flag(pred, "nodes['is_categorical']", is_cat, internal)
     check_flag(pred, "nodes['missing_go_to_left']", nodes["missing_go_to_left"][internal], internal)
@@ -119,7 +177,7 @@ def validate_tree_predictor(pred: object, limits: Limits) -> None:
             "nodes['bitset_idx']",
             nodes["bitset_idx"][internal[cat]].astype(np.int64),
             0,
-            raw.shape[0],
+            n_bitsets,
             internal[cat],
         )
 
@@ -239,6 +297,7 @@ def validate_hist_gradient_boosting(est: object, limits: Limits) -> None:
             est,
             f"_bin_mapper.is_categorical_ has {is_cat.shape[0]} entries, n_features_in_ = {n_in}",
         )
+    record = _record_dtype()
     predictors = d["_predictors"]
     if not isinstance(predictors, list):
         fail(est, f"_predictors is a {type(predictors).__name__}, not a list")
@@ -252,9 +311,9 @@ def validate_hist_gradient_boosting(est: object, limits: Limits) -> None:
             where = f"_predictors[{i}][{k}]"
             if not is_type(pred, PREDICTOR_NAME):
                 fail(est, f"{where} is a {type(pred).__name__}, not {PREDICTOR_NAME}")
-            nodes = get_array(
-                est, f"{where}.nodes", vars(pred).get("nodes"), ndim=1, dtype=_record_dtype()
-            )
+            nodes = get_array(est, f"{where}.nodes", vars(pred).get("nodes"), ndim=1, dtype=record)
+            if _fast_predictor_ok(nodes, _INTP_MAX, n_in, is_cat):
+                continue
             internal = np.flatnonzero(nodes["is_leaf"] == 0)
             feature = nodes["feature_idx"][internal]
             check_range(est, f"{where}.nodes['feature_idx']", feature, 0, n_in, internal)

@@ -23,10 +23,13 @@ Forests call ``tree.predict(X, check_input=False)`` after checking ``X`` against
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from ..limits import Limits
-from . import register
+from . import ValidationBatch, register, register_final
 from ._common import (
     MISSING,
     check_children,
@@ -83,6 +86,30 @@ def validate_tree(tree: object, limits: Limits) -> None:
     ValidationError
         Naming the field, the node and the bad value.
     """
+    nodes, node_count, n_features, max_depth = _check_tree_header(tree)
+    if _fast_nodes_ok(nodes, node_count, n_features, max_depth):
+        return
+    _check_nodes_numpy(tree, nodes, node_count, n_features, max_depth)
+
+
+@register_final(validate_tree, TREE_NAME)
+def _validate_tree_early(tree: object, limits: Limits, batch: ValidationBatch) -> None:
+    """:func:`validate_tree` for a tree whose state was just set: the header at once, the node
+    pass beside the loader (a Tree's nodes change only in ``__setstate__``, called once)."""
+    nodes, node_count, n_features, max_depth = _check_tree_header(tree)
+    args = _kernel_args(nodes)
+    if args is not None and batch.add_nodes(
+        tree, validate_tree, nodes, *args, node_count, n_features, max_depth
+    ):
+        return
+    if _fast_nodes_ok(nodes, node_count, n_features, max_depth):
+        return
+    _check_nodes_numpy(tree, nodes, node_count, n_features, max_depth)
+
+
+def _check_tree_header(tree: Any) -> tuple[np.ndarray, int, int, int]:
+    """Everything :func:`validate_tree` checks except the per-node pass; returns the node
+    array (wrapped only once ``node_count <= capacity`` is known) and the pass's bounds."""
     n_features = get_int(tree, "n_features", tree.n_features, 1)
     n_outputs = get_int(tree, "n_outputs", tree.n_outputs, 1)
     max_n_classes = get_int(tree, "max_n_classes", tree.max_n_classes, 1)
@@ -122,10 +149,14 @@ def validate_tree(tree: object, limits: Limits) -> None:
             f"value has shape {values.shape}, expected ({node_count}, {n_outputs}, "
             f"{max_n_classes})",
         )
+    return nodes, node_count, n_features, max_depth
 
-    if _fast_nodes_ok(nodes, node_count, n_features, max_depth):
-        return
-    # numpy reference: the same checks, and the precise message when the C kernel said no
+
+def _check_nodes_numpy(
+    tree: object, nodes: np.ndarray, node_count: int, n_features: int, max_depth: int
+) -> None:
+    """numpy reference of the node pass: the same checks as the C kernel, and the precise
+    message when the kernel said no."""
     left = np.ascontiguousarray(nodes["left_child"]).astype(np.int64, copy=False)
     right = np.ascontiguousarray(nodes["right_child"]).astype(np.int64, copy=False)
 
@@ -161,22 +192,42 @@ _I8 = np.dtype(np.int64)
 _INTP_MAX = int(np.iinfo(np.intp).max)
 
 
-def _fast_nodes_ok(nodes: np.ndarray, node_count: int, n_features: int, max_depth: int) -> bool:
-    """Run the per-node checks in the C kernel (``_treecheck.c``); False when it is unavailable
-    or finds a problem (the numpy reference below then names it)."""
+_U1 = np.dtype(np.uint8)
+_layouts: dict[np.dtype, tuple[int, int, int, int, int] | None] = {}
+
+
+def _kernel_args(nodes: np.ndarray) -> tuple[int, int, int, int, int] | None:
+    """``(itemsize, off_left, off_right, off_feature, off_missing)`` of a C-contiguous node
+    array the kernel can read, else None (cached per dtype)."""
     if _treecheck is None or not nodes.flags.c_contiguous:
-        return False
-    fields = nodes.dtype.fields
+        return None
+    dtype = nodes.dtype
+    try:
+        return _layouts[dtype]
+    except KeyError:
+        pass
+    layout = None
+    fields: Mapping[str, tuple] = dtype.fields or {}
     try:
         (dl, ol), (dr, orr), (df, of) = (fields[k][:2] for k in _NODE_FIELDS[:3])
         dm, om = fields["missing_go_to_left"][:2]
     except (KeyError, TypeError):
+        pass
+    else:
+        if dl == dr == df == _I8 and dm == _U1:
+            layout = (dtype.itemsize, ol, orr, of, om)
+    if len(_layouts) < 64:
+        _layouts[dtype] = layout
+    return layout
+
+
+def _fast_nodes_ok(nodes: np.ndarray, node_count: int, n_features: int, max_depth: int) -> bool:
+    """Run the per-node checks in the C kernel (``_treecheck.c``); False when it is unavailable
+    or finds a problem (the numpy reference then names it)."""
+    args = _kernel_args(nodes)
+    if args is None:
         return False
-    if not (dl == dr == df == _I8) or dm != np.dtype(np.uint8):
-        return False
-    return _treecheck.check(
-        nodes, nodes.dtype.itemsize, ol, orr, of, om, node_count, n_features, max_depth
-    )
+    return _treecheck.check(nodes, *args, node_count, n_features, max_depth)
 
 
 def _tree_of(holder: object, estimator: object, where: str) -> object | None:
