@@ -291,7 +291,7 @@ class Builder:
         except MemoryError as exc:
             raise LimitExceededError(
                 "max_array_bytes",
-                0,
+                None,
                 self.limits.max_array_bytes,
                 f"{_name(pair)} ran out of memory",
             ) from exc
@@ -344,7 +344,7 @@ class Builder:
             ) from exc
         except MemoryError as exc:
             raise LimitExceededError(
-                "max_array_bytes", 0, self.limits.max_array_bytes, "out of memory while building"
+                "max_array_bytes", None, self.limits.max_array_bytes, "out of memory while building"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - e.g. an unhashable key built from the file
             raise FormatError(
@@ -396,7 +396,7 @@ class Builder:
             except MemoryError as exc:
                 raise LimitExceededError(
                     "max_array_bytes",
-                    0,
+                    None,
                     self.limits.max_array_bytes,
                     f"restoring {name} ran out of memory",
                 ) from exc

@@ -842,6 +842,7 @@ def _convert(report: ConversionReport, src: str, dst: str, policy: Policy, limit
         if bad:
             raise _Refused("reload-mismatch", "the written file reloads to other outputs: "
                            + "; ".join(f"{c.method}: {c.detail}" for c in bad))  # fmt: skip
+        os.chmod(tmp, _output_mode(dst))  # mkstemp's 0600 would hide the model from servers
         os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -1037,3 +1038,15 @@ def convert_batch(
         if progress is not None:
             progress(result)
     return results
+
+
+def _output_mode(path: str) -> int:
+    """The mode ``open(path, "w")`` would give: the replaced file's, else 0666 & ~umask."""
+    import stat
+
+    from .dump import _umask
+
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()

@@ -141,8 +141,9 @@ class LimitExceededError(SafeloadError, pickle.UnpicklingError):
     ----------
     limit : str
         Name of the :class:`~safeload.Limits` field, e.g. ``"max_array_bytes"``.
-    actual : int
-        The value the file asked for (or reached), in the limit's unit.
+    actual : int or None
+        The value the file asked for (or reached), in the limit's unit; None when an
+        allocation failed before the amount was known.
     allowed : int
         The limit in force.
     """
@@ -159,8 +160,10 @@ class LimitExceededError(SafeloadError, pickle.UnpicklingError):
         )
 
 
-def _amount(value: int) -> str:
+def _amount(value: int | None) -> str:
     """``1,234`` — or ``more than 2**64`` for integers too long to print cheaply."""
+    if value is None:
+        return "more than the memory available (an allocation failed)"
     if isinstance(value, int) and value.bit_length() > 64:
         return "more than 2**64"
     return f"{value:,}"

@@ -79,7 +79,7 @@ FORMATS = {
     "joblib-zlib": ("joblib+zlib", 4),
     "joblib-lzma": ("joblib+lzma", 4),
     "skops": ("skops", None),
-    "safeload": ("safeload", 1),
+    "safeload": ("safeload", None),
 }
 
 
@@ -447,7 +447,8 @@ def test_safe_file_shows_the_manifest(pipeline):
     X, _ = _data()
     data = safeload.dumps(pipeline, probe=X, metadata={"owner": "team"}, source="git:abc")
     report = safeload.inspect(data)
-    assert report.format == "safeload" and report.protocol == 1 and report.trusted
+    assert report.format == "safeload" and report.protocol is None and report.trusted
+    assert report.manifest["format_version"] == 1
     manifest = report.manifest
     assert manifest["producer"]["scikit-learn"] == SKLEARN_VERSION
     assert manifest["metadata"] == {"owner": "team"} and manifest["source"] == "git:abc"
@@ -455,7 +456,7 @@ def test_safe_file_shows_the_manifest(pipeline):
     assert report.metadata["producer_scikit-learn"] == SKLEARN_VERSION
     assert report.metadata["probe"] == "40 rows; predict, predict_proba, decision_function"
     text = report.to_text()
-    assert "safeload  protocol 1" in text and "owner" in text and "git:abc" in text
+    assert "protocol" not in text.splitlines()[0] and "owner" in text and "git:abc" in text
     assert "coef_: ndarray (1, 3) float64" in text
 
 

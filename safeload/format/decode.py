@@ -221,7 +221,7 @@ class Decoder:
             ) from exc
         except MemoryError as exc:
             raise LimitExceededError(
-                "max_array_bytes", 0, self.limits.max_array_bytes, "out of memory while building"
+                "max_array_bytes", None, self.limits.max_array_bytes, "out of memory while building"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - e.g. an unhashable set item from the file
             raise FormatError(

@@ -464,7 +464,7 @@ def inspect_safe_file(src: Source, options: InspectOptions) -> InspectReport:
     Returns
     -------
     InspectReport
-        ``format`` is ``"safeload"``, ``protocol`` the format version; ``manifest`` the
+        ``format`` is ``"safeload"``, ``protocol`` None; ``manifest`` the
         manifest with its members table summarised to ``{"count", "bytes"}``; ``metadata``
         the producer's versions (``producer_scikit-learn`` ...) and, when the file stores a
         probe, its rows and methods.
@@ -516,7 +516,7 @@ def inspect_safe_file(src: Source, options: InspectOptions) -> InspectReport:
         or next(iter(builder.versions), None)
         or (file_version if isinstance(file_version, str) else None),
         sklearn_versions=list(builder.versions),
-        protocol=manifest.get("format_version"),
+        protocol=None,  # no pickle protocol: the format version is in the manifest
         metadata=metadata,
         manifest=_manifest_view(manifest),
         notes=builder.notes,
