@@ -68,6 +68,7 @@ def _all_atoms(items: list) -> bool:
 
 
 _ATOM_TYPES = frozenset(_ATOMS)
+_VI_DTYPES = (np.dtype("<i4"), np.dtype("<i8"))
 _STR_ONLY = {str}
 
 
@@ -449,11 +450,11 @@ class Decoder:
         ints = dec(v["vi"], depth)
         if (
             type(ints) is not np.ndarray
-            or ints.dtype != np.int64
+            or ints.dtype not in _VI_DTYPES
             or ints.ndim != 1
             or ints.shape[0] != len(keys)
         ):
-            raise _bad("G4", "'dict'.vi is a 1-d int64 array as long as k")
+            raise _bad("G4", "'dict'.vi is a 1-d int32 or int64 array as long as k")
         value.update(zip(keys, ints.tolist(), strict=True))
         if len(value) != len(keys):
             raise _bad("G6", "a dict lists the same key twice")
