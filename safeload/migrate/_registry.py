@@ -40,6 +40,21 @@ _CLAUSE = re.compile(r"^(<=|>=|==|<|>)\s*(\d+(?:\.\d+)*)$")
 
 
 def parse_version(text: Any) -> Version | None:
+    """Cached :func:`_parse_version` (a file repeats one version in every estimator)."""
+    if type(text) is not str or len(text) > 64:
+        return None
+    hit = _VERSIONS.get(text)
+    if hit is None and text not in _VERSIONS:
+        hit = _VERSIONS[text] = _parse_version(text)
+        if len(_VERSIONS) > 4096:
+            _VERSIONS.clear()
+    return hit
+
+
+_VERSIONS: dict[str, Version | None] = {}
+
+
+def _parse_version(text: Any) -> Version | None:
     """``"0.20.4"`` → ``(0, 20, 4)``; ``"1.3.dev0"`` → ``(1, 3)``; None for anything else.
 
     Parameters
@@ -70,11 +85,12 @@ class VersionRange:
     Versions compare as integer tuples padded with zeros (``(1, 3)`` equals ``(1, 3, 0)``).
     """
 
-    __slots__ = ("text", "_clauses")
+    __slots__ = ("text", "_clauses", "_cache")
 
     def __init__(self, text: str):
         self.text = text
         self._clauses: list[tuple[str, Version]] = []
+        self._cache: dict[Version, bool] = {}
         if text.strip() == "*":
             return
         for raw in text.split(","):
@@ -84,6 +100,13 @@ class VersionRange:
             self._clauses.append((match.group(1), tuple(int(x) for x in match.group(2).split("."))))
 
     def __contains__(self, version: Version) -> bool:
+        cache = self._cache
+        hit = cache.get(version)
+        if hit is None:
+            hit = cache[version] = self._contains(version)
+        return hit
+
+    def _contains(self, version: Version) -> bool:
         for op, bound in self._clauses:
             width = max(len(version), len(bound))
             a = version + (0,) * (width - len(version))
