@@ -671,3 +671,29 @@ def test_listing_types_does_not_trust_a_second_globals_key():
     doubled = raw[:-1] + b',"globals":[["os","system"]]}'
     hostile = sz.edit(_forest_file(), members=lambda t: t.update({"graph.json": doubled}))
     assert safeload.get_untrusted_types(hostile) == ["os.system"]
+
+
+def test_arrays_read_for_a_load_are_freed_with_it():
+    """Tree.__setstate__ copies its node arrays; the copies read from the file must die with the
+    load, not wait for the cyclic GC (the decoder's handler table is a reference cycle)."""
+    import gc
+    import tracemalloc
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(8000, 6)
+    y = rng.randint(0, 2, 8000)  # noise: deep trees with many nodes
+    forest = RandomForestClassifier(6, random_state=0).fit(X, y)
+    node_bytes = sum(t.tree_.__getstate__()["nodes"].nbytes for t in forest.estimators_)
+    data = safeload.dumps(forest)
+    gc.collect()
+    gc.disable()
+    try:
+        tracemalloc.start()
+        loaded = safeload.loads(data)
+        current, _peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        gc.enable()
+    assert node_bytes > 1_000_000
+    assert current < node_bytes / 2, (current, node_bytes)
+    np.testing.assert_array_equal(loaded.predict(X), forest.predict(X))

@@ -825,6 +825,9 @@ def load_parts(
     except BaseException:
         finish()  # a changed member explains the failure better: IntegrityError first
         raise
+    finally:
+        decoder.release()  # its handler table is a cycle: free the read arrays now, not at GC
+        del arrays
     finish()
     return out
 

@@ -201,6 +201,15 @@ class Decoder:
         }
 
     # ------------------------------------------------------------------ entry
+    def release(self) -> None:
+        """Drop every reference the decoder holds (its bound-method table makes it a reference
+        cycle, which would keep the arrays read from the file alive until the next GC)."""
+        self._handlers = {}
+        self.slots = []
+        self.arrays = []
+        self._sizes = {}
+        self._plans = {}
+
     def decode_root(self, value: Any) -> Any:
         """Decode ``value`` and validate every built object.
 
