@@ -1252,3 +1252,109 @@ def test_a_scalar_dtype_is_bounded_before_allocating():
     with pytest.raises(LimitExceededError) as info:
         load(data, limits=safeload.Limits(max_array_bytes=1 << 20))
     assert info.value.limit == "max_array_bytes" and info.value.actual == 4 * 536_870_000
+
+
+def _forge_with_arrays(graph: dict, arrays: list) -> bytes:
+    import hashlib
+    import zipfile
+
+    from safeload.format.zipio import STORED, ZipWriter
+
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(safeload.dumps(0))).read("manifest.json"))
+    members = {}
+    for i, a in enumerate(arrays):
+        buf = io.BytesIO()
+        np.save(buf, a, allow_pickle=False)
+        members[f"arrays/{i:06d}.npy"] = buf.getvalue()
+    members["graph.json"] = json.dumps(graph, separators=(",", ":")).encode()
+    manifest["members"] = {
+        n: {"size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in members.items()
+    }
+    members["manifest.json"] = json.dumps(manifest, separators=(",", ":")).encode()
+    out = io.BytesIO()
+    writer = ZipWriter(out)
+    for name, raw in members.items():
+        writer.write_member(name, raw, STORED)
+    writer.finish()
+    return out.getvalue()
+
+
+_LR = [["sklearn.linear_model._logistic", "LogisticRegression"]]
+_CALL = {"$": "call", "g": 0, "args": [5.0]}
+_NODE = {"$": "call", "g": 0, "items": list(range(600))}
+
+
+@pytest.mark.parametrize(
+    ("graph", "arrays", "max_items"),
+    [
+        pytest.param({"globals": _LR, "root": _CALL}, [], None, id="call-at-top"),
+        pytest.param(
+            {"globals": _LR, "root": {"$": "objarray", "shape": [1], "order": "C", "v": [_CALL]}},
+            [],
+            None,
+            id="call-inside-objarray",
+        ),
+        pytest.param(
+            {"globals": _LR, "root": {"$": "slice", "v": [_CALL, None, None]}},
+            [],
+            None,
+            id="call-inside-slice",
+        ),
+        pytest.param(
+            {
+                "globals": [["builtins", "set"]],
+                "root": [{"$": "call", "g": 0, "args": [[1]]}, {"$": "call", "g": 0.0}],
+            },
+            [],
+            None,
+            id="global-index-0.0",
+        ),
+        pytest.param(
+            {"globals": [["builtins", "list"]], "root": [_NODE, _NODE]}, [], 1000, id="items"
+        ),
+        pytest.param(
+            {"globals": [["builtins", "set"]], "root": {"$": "call", "g": 0, "kwargs": {}}},
+            [],
+            None,
+            id="empty-kwargs",
+        ),
+        pytest.param(
+            {
+                "globals": [],
+                "dtypes": ["<f8"],
+                "arrays": [{"dtype": 0, "shape": [3], "order": "C"}],
+                "root": [{"$": "ndarray", "i": 0, "at": 5, "shape": [2]}],
+            },
+            [np.zeros(3)],
+            None,
+            id="pooled-out-of-order",
+        ),
+        pytest.param(
+            {
+                "globals": [],
+                "dtypes": ["<f8"],
+                "arrays": [{"dtype": 0, "shape": [1], "order": "C"}],
+                "root": {"$": "dict", "k": ["a"], "vi": {"$": "ndarray", "i": 0}},
+            },
+            [np.zeros(1)],
+            None,
+            id="float-vocabulary-values",
+        ),
+    ],
+)
+def test_scan_refuses_what_load_refuses_for_static_reasons(graph, arrays, max_items):
+    """Second review: the scanner's inert reading of graph.json walked neither object arrays
+    nor slices, skipped some of the decoder's checks, and read ``"g": 0.0`` differently."""
+    doc = {"globals": [], "dtypes": [], "arrays": [], **graph}
+    data = _forge_with_arrays(doc, arrays)
+    limits = safeload.Limits(max_items=max_items) if max_items else safeload.DEFAULT_LIMITS
+    with pytest.raises(SafeloadError):
+        safeload.load(data, limits=limits)
+    assert not safeload.scan(data, limits=limits).safe
+
+
+def test_masked_arrays_scan_safe_and_load():
+    data = safeload.dumps(np.ma.masked_array([1, 2], mask=[0, 1]))
+    assert safeload.scan(data).safe
+    loaded = safeload.load(data)
+    assert loaded.mask.tolist() == [False, True] and loaded.data.tolist() == [1, 2]

@@ -640,6 +640,8 @@ class Decoder:
 
     def _node(self, v: dict, depth: int) -> Any:
         index = v.get("g")
+        if type(index) is not int:  # before the cache: 0.0 and True equal 0 and 1 as keys
+            raise _bad("G2", "'g' names a global of the table")
         kind = "new" if v["$"] == "obj" else "call"
         key = (index, kind)
         plan = self._plans.get(key)

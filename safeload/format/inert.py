@@ -36,26 +36,60 @@ class InertDecoder(Decoder):
     """
 
     def __init__(
-        self, context: ParseContext, placeholders: list[type], dtypes: list, limits: Limits
+        self,
+        context: ParseContext,
+        placeholders: list[type],
+        dtypes: list,
+        limits: Limits,
+        shapes: list | None = None,
     ):
-        stand_ins = [np.empty(0, dtype=d).view(SkippedArray) for d in dtypes]
+        # stand-ins of the declared dtype and shape that hold no memory (a zero stride view of
+        # one element): the decoder's own checks (pools, vocabularies) apply unchanged, and the
+        # static call rules see a SkippedArray, whose values they know they can not judge
+        stand_ins = []
+        for i, dtype in enumerate(dtypes):
+            shape = tuple(shapes[i]) if shapes is not None else (0,)
+            stand_ins.append(np.broadcast_to(np.zeros((), dtype=dtype), shape).view(SkippedArray))
         super().__init__(placeholders, SimpleNamespace(limits=limits), stand_ins)  # type: ignore[arg-type]
         self.context = context
 
-    def _ndarray(self, v: dict, depth: int) -> np.ndarray:
-        index = v.get("i")
-        if type(index) is not int or not 0 <= index < len(self.arrays):
-            raise _bad("G8", "'ndarray'.i names an array of the table")
-        value = self.arrays[index]
-        self.slots.append(value)
-        return value
+    def _objarray(self, v: dict, depth: int) -> Any:
+        """An object array's items as a list the graph check walks (a real object ndarray
+        would be an atom to it, hiding the calls inside)."""
+        value = super()._objarray(v, depth)
+        items = value.ravel(order="K").tolist()
+        self._replace_slot(value, items)
+        return items
 
-    def dec(self, v: Any, depth: int) -> Any:
-        if type(v) is dict and v.get("$") == "ndarray":
-            if depth > self._max_depth:
-                return super().dec(v, depth)
-            return self._ndarray(v, depth)
-        return super().dec(v, depth)
+    def _replace_slot(self, old: Any, new: Any) -> None:
+        for i in range(len(self.slots) - 1, -1, -1):
+            if self.slots[i] is old:
+                self.slots[i] = new
+                return
+
+    def _slice(self, v: dict, depth: int) -> Any:
+        value = super()._slice(v, depth)
+        parts = [value.start, value.stop, value.step]
+        self._replace_slot(value, parts)
+        return parts
+
+    def _masked(self, v: dict, depth: int) -> Any:
+        if not {"data", "mask", "fill_value"} <= v.keys():
+            raise _bad("G4", "'masked' holds data, mask and fill_value")
+        slot = self._reserve()
+        data = self.dec(v["data"], depth)
+        mask = self.dec(v["mask"], depth)
+        fill = self.dec(v["fill_value"], depth)
+        if (
+            not isinstance(data, np.ndarray)
+            or not isinstance(mask, np.ndarray)
+            or mask.dtype != np.bool_
+            or mask.shape != data.shape
+        ):
+            raise _bad("G8", "'masked' data is an array and mask a bool array of its shape")
+        value = [data, mask, fill]
+        self.slots[slot] = value
+        return value
 
     def _dict(self, v: dict, depth: int) -> Any:
         if "k" not in v:
@@ -63,9 +97,19 @@ class InertDecoder(Decoder):
         keys = v.get("k")
         if type(keys) is not list or "vi" not in v or len(v) != 3:
             raise _bad("G4", "a 'dict' has exactly one of v, items, or k with vi")
+        if keys and set(map(type, keys)) != {str}:
+            raise _bad("G4", "'dict'.k holds strings")
+        self._count(len(keys))
         value = list(keys)  # stands for the dict: the same items to count, no hashing
         self.slots.append(value)
-        self.dec(v["vi"], depth)
+        ints = self.dec(v["vi"], depth)
+        if (
+            not isinstance(ints, np.ndarray)
+            or ints.dtype not in (np.dtype("<i4"), np.dtype("<i8"))
+            or ints.ndim != 1
+            or ints.shape[0] != len(keys)
+        ):
+            raise _bad("G4", "'dict'.vi is a 1-d int32 or int64 array as long as k")
         return value
 
     def _global(self, v: dict, depth: int) -> Any:
@@ -81,15 +125,17 @@ class InertDecoder(Decoder):
         args = tuple(dec(x, depth) for x in self._list_field(v, "args", kind, required=False))
         kwargs = v.get("kwargs")
         if kwargs is not None:
-            if type(kwargs) is not dict:
-                raise _bad("G4", "'kwargs' is a JSON object")
+            if type(kwargs) is not dict or not kwargs:
+                raise _bad("G4", "'kwargs' is a non-empty JSON object")
             kwargs = {k: dec(x, depth) for k, x in kwargs.items()}
         node = (New if kind == "obj" else Call)(placeholder, args, kwargs or {})
         self.slots[slot] = node
         if "state" in v:
             node._record((OP_BUILD, dec(v["state"], depth)))
         if "items" in v:
-            node._record((OP_EXTEND, [dec(x, depth) for x in self._list_field(v, "items", kind)]))
+            raw_items = self._list_field(v, "items", kind)
+            self._count(len(raw_items))
+            node._record((OP_EXTEND, [dec(x, depth) for x in raw_items]))
         if "setitems" in v:
             raw_pairs = self._list_field(v, "setitems", kind)
             self._count(len(raw_pairs))
@@ -119,5 +165,6 @@ def inert_graph(
 
     context = ParseContext()
     placeholders = [context.placeholder(m, q) for m, q in check_globals_table(doc)]
-    decoder = InertDecoder(context, placeholders, dtypes, limits)
+    shapes = [spec["shape"] for spec in doc["arrays"]]  # checked by check_array_headers
+    decoder = InertDecoder(context, placeholders, dtypes, limits, shapes)
     return decoder.dec(doc[key], 0), context
