@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import mmap
-import os
 import re
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -478,7 +477,7 @@ def check_manifest(manifest: Any, names: list[str]) -> None:
             or len(entry) != 2
             or type(entry.get("size")) is not int
             or type(entry.get("sha256")) is not str
-            or len(entry["sha256"]) != 64
+            or not _SHA256.match(entry["sha256"])
         ):
             raise _bad("M4", f"members[{name!r}] is {{size, sha256 (64 hex digits)}}")
     metadata = manifest.get("metadata")
@@ -815,7 +814,6 @@ def load_parts(
         mapped=mapped,
     )
     decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays)
-    decoder.copy_pooled = not mmap_mode
     out: dict[str, Any] = {"manifest": safe.manifest}
     try:
         for key in keys:
@@ -830,8 +828,3 @@ def load_parts(
         del arrays
     finish()
     return out
-
-
-def file_size(fileobj: IO[bytes]) -> int:
-    """Size of an open file, in bytes."""
-    return os.fstat(fileobj.fileno()).st_size

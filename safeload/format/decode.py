@@ -166,8 +166,6 @@ class Decoder:
         self.limits: Limits = builder.limits
         self.arrays = arrays
         self._array_used = [False] * len(arrays)
-        #: kept for callers: pooled arrays are views of their pool in every mode
-        self.copy_pooled = True
         self.slots: list[Any] = []
         self._plans: dict[tuple[int, str], Any] = {}
         self._names: dict[tuple[int, str], str] = {}
