@@ -136,8 +136,9 @@ RULES: dict[str, Rule] = {
         Rule("SL024", "skops-malformed", "high",
              "A skops schema node is malformed or uses an unknown loader."),
         Rule("SL025", "safeload-format", "info",
-             "A safeload-format archive: its zip structure, arrays and type names were checked; "
-             "this version has no reader for it yet."),
+             "A safeload safe-format archive: structure, manifest, graph.json hash, array headers "
+             "and type names were checked as load checks them; array data is hashed by load "
+             "and verify."),
         Rule("SL026", "graph-cycle", "high",
              "An object is used inside its own constructor arguments."),
         Rule("SL027", "object-array-stream", "info",

@@ -56,8 +56,10 @@ MAX_DEPTH = 100
 
 
 def _inspect_safe_format(src: Source, options: InspectOptions) -> InspectReport:
-    """Placeholder until the safeload-format inspector is registered."""
-    raise NotImplementedError("inspecting safeload-format files is not implemented yet")
+    """The safe-format inspector (:mod:`.safefile`), imported on first use."""
+    from .safefile import inspect_safe_file
+
+    return inspect_safe_file(src, options)
 
 
 #: Format name → inspector.  Change it through :func:`register_inspector`.
@@ -187,8 +189,6 @@ def inspect(
         ``trusted=True``, wildcards, or a name that can never be trusted.
     SafeloadLoadIOError
         The file can not be opened or read (also an ``OSError``).
-    NotImplementedError
-        For safeload-format files until their inspector is registered.
     TypeError
         ``file`` is not a path, bytes or a binary file object.
     ValueError
