@@ -327,9 +327,20 @@ class Builder:
             Any other exception a trusted callable raises on hostile state is reported as a
             ``FormatError`` (nothing but ``SafeloadError`` leaves a load).
         """
+        return self.run(lambda: self.build(root))
+
+    def run(self, build: Any) -> Any:
+        """Call ``build()``, then finish as every load does: join the early tree checks, let
+        migrations redirect replaced objects, validate every queued object, and report any
+        error as a :class:`SafeloadError` (used by the pickle path and the safe format).
+
+        Raises
+        ------
+        ForbiddenOperationError, LimitExceededError, FormatError, ValidationError
+        """
         migration = self.__dict__.get("migration")
         try:
-            result = self.build(root)
+            result = build()
             self.early_validation.join()
             if migration is not None:  # redirect replaced objects, refuse surviving stand-ins
                 result = migration.finish(result)

@@ -24,7 +24,6 @@ from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, S
 from ..graph import ParseContext
 from ..limits import Limits
 from ..policy import Policy
-from ..validate import validate
 from .npyio import dtype_from_json
 
 __all__ = ["Decoder", "decode_globals"]
@@ -216,27 +215,7 @@ class Decoder:
         FormatError, ForbiddenOperationError, LimitExceededError, ValidationError
             Nothing else leaves (trusted callables failing on hostile state → FormatError).
         """
-        try:
-            result = self.dec(value, 0)
-            self.builder.early_validation.join()
-            for obj in self.builder.pending_validation:
-                validate(obj, self.limits)
-        except SafeloadError:
-            raise
-        except RecursionError as exc:
-            raise LimitExceededError(
-                "max_depth", self.limits.max_depth + 1, self.limits.max_depth, "nesting"
-            ) from exc
-        except MemoryError as exc:
-            raise LimitExceededError(
-                "max_array_bytes", None, self.limits.max_array_bytes, "out of memory while building"
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - e.g. an unhashable set item from the file
-            raise FormatError(
-                f"the file's objects could not be rebuilt: {type(exc).__name__}: {exc}"
-            ) from exc
-        self.builder.pending_validation.clear()
-        return result
+        return self.builder.run(lambda: self.dec(value, 0))
 
     def dec(self, v: Any, depth: int) -> Any:
         tp = type(v)
@@ -304,6 +283,44 @@ class Decoder:
                 "values and container items of graph.json, shared references counted each "
                 "time (a reference repeats the whole value: memo and hash bombs)",
             )
+
+    def _arguments(self, v: dict, kind: str, depth: int) -> tuple[tuple, dict | None]:
+        """An ``obj``/``call`` node's ``args`` and ``kwargs`` (rule G4), decoded."""
+        dec = self.dec
+        raw_args = v.get("args")
+        if raw_args is None:
+            args: tuple = ()
+        elif type(raw_args) is list:
+            args = tuple([x if type(x) in _ATOMS else dec(x, depth) for x in raw_args])
+        else:
+            raise _bad("G4", f"{kind!r}.args must be a list")
+        kwargs = v.get("kwargs")
+        if kwargs is not None:
+            if type(kwargs) is not dict or not kwargs:
+                raise _bad("G4", "'kwargs' is a non-empty JSON object")
+            kwargs = {k: dec(x, depth) for k, x in kwargs.items()}
+        return args, kwargs
+
+    def _items(self, v: dict, kind: str, depth: int) -> list:
+        """A node's ``items``, counted and decoded."""
+        raw_items = self._list_field(v, "items", kind)
+        self._count(len(raw_items))
+        dec = self.dec
+        return [dec(x, depth) for x in raw_items]
+
+    def _pairs(self, v: dict, key: str, what: str, depth: int) -> list[tuple[Any, Any]]:
+        """``[[key, value], ...]`` pairs (a dict's ``items``, a node's ``setitems``): counted,
+        decoded, and their keys checked for colliding hashes before anything is inserted."""
+        raw_pairs = self._list_field(v, key, what)
+        self._count(len(raw_pairs))
+        dec = self.dec
+        pairs = []
+        for pair in raw_pairs:
+            if type(pair) is not list or len(pair) != 2:
+                raise _bad("G4", f"{what!r}.{key} holds [key, value] pairs")
+            pairs.append((dec(pair[0], depth), dec(pair[1], depth)))
+        _check_collisions([k for k, _ in pairs], self.limits)
+        return pairs
 
     def _list_field(self, v: dict, key: str, tag: str, required: bool = True) -> list:
         items = v.get(key)
@@ -434,17 +451,10 @@ class Decoder:
                     value[key] = dec(item, depth)
             return value
         if "items" in v:
-            pairs = self._list_field(v, "items", "dict")
-            self._count(len(pairs))
             value = {}
             self.slots.append(value)
-            built = []
-            for pair in pairs:
-                if type(pair) is not list or len(pair) != 2:
-                    raise _bad("G4", "'dict'.items holds [key, value] pairs")
-                built.append((dec(pair[0], depth), dec(pair[1], depth)))
-            _check_collisions([k for k, _ in built], self.limits)
-            value.update(built)
+            pairs = self._pairs(v, "items", "dict", depth)
+            value.update(pairs)
             if len(value) != len(pairs):
                 raise _bad("G6", "a dict lists the same key twice")
             return value
@@ -652,18 +662,7 @@ class Decoder:
         slot = len(slots)
         slots.append(_IN_PROGRESS)
         dec = self.dec
-        raw_args = v.get("args")
-        if raw_args is None:
-            args: tuple = ()
-        elif type(raw_args) is list:
-            args = tuple([x if type(x) in _ATOMS else dec(x, depth) for x in raw_args])
-        else:
-            raise _bad("G4", f"{kind!r}.args must be a list")
-        kwargs = v.get("kwargs")
-        if kwargs is not None:
-            if type(kwargs) is not dict or not kwargs:
-                raise _bad("G4", "'kwargs' is a non-empty JSON object")
-            kwargs = {k: dec(x, depth) for k, x in kwargs.items()}
+        args, kwargs = self._arguments(v, kind, depth)
         builder = self.builder
         result = builder.invoke(plan, kind, args, kwargs)
         slots[slot] = result
@@ -679,20 +678,9 @@ class Decoder:
                     f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
                 ) from exc
         if "items" in v:
-            raw_items = self._list_field(v, "items", kind)
-            self._count(len(raw_items))
-            items = [dec(x, depth) for x in raw_items]
-            _extend(result, items, name)
+            _extend(result, self._items(v, kind, depth), name)
         if "setitems" in v:
-            raw_pairs = self._list_field(v, "setitems", kind)
-            self._count(len(raw_pairs))
-            pairs = []
-            for pair in raw_pairs:
-                if type(pair) is not list or len(pair) != 2:
-                    raise _bad("G4", "'setitems' holds [key, value] pairs")
-                pairs.append((dec(pair[0], depth), dec(pair[1], depth)))
-            _check_collisions([k for k, _ in pairs], self.limits)
-            for key, item in pairs:
+            for key, item in self._pairs(v, "setitems", kind, depth):
                 _setitem(result, key, item, name)
         builder.finish(result, plan[1])
         return result

@@ -18,7 +18,7 @@ import numpy as np
 from ..graph import OP_BUILD, OP_EXTEND, OP_SETITEM, Call, New, ParseContext
 from ..limits import Limits
 from ..readers.joblib_reader import SkippedArray
-from .decode import Decoder, _bad, _check_collisions
+from .decode import Decoder, _bad
 
 __all__ = ["InertDecoder", "inert_graph"]
 
@@ -121,31 +121,15 @@ class InertDecoder(Decoder):
         placeholder = self.placeholders[self._placeholder(v)]
         kind = v["$"]
         slot = self._reserve()
-        dec = self.dec
-        args = tuple(dec(x, depth) for x in self._list_field(v, "args", kind, required=False))
-        kwargs = v.get("kwargs")
-        if kwargs is not None:
-            if type(kwargs) is not dict or not kwargs:
-                raise _bad("G4", "'kwargs' is a non-empty JSON object")
-            kwargs = {k: dec(x, depth) for k, x in kwargs.items()}
+        args, kwargs = self._arguments(v, kind, depth)
         node = (New if kind == "obj" else Call)(placeholder, args, kwargs or {})
         self.slots[slot] = node
         if "state" in v:
-            node._record((OP_BUILD, dec(v["state"], depth)))
+            node._record((OP_BUILD, self.dec(v["state"], depth)))
         if "items" in v:
-            raw_items = self._list_field(v, "items", kind)
-            self._count(len(raw_items))
-            node._record((OP_EXTEND, [dec(x, depth) for x in raw_items]))
+            node._record((OP_EXTEND, self._items(v, kind, depth)))
         if "setitems" in v:
-            raw_pairs = self._list_field(v, "setitems", kind)
-            self._count(len(raw_pairs))
-            pairs = []
-            for pair in raw_pairs:
-                if type(pair) is not list or len(pair) != 2:
-                    raise _bad("G4", "'setitems' holds [key, value] pairs")
-                pairs.append((dec(pair[0], depth), dec(pair[1], depth)))
-            _check_collisions([k for k, _ in pairs], self.limits)
-            for key, item in pairs:
+            for key, item in self._pairs(v, "setitems", kind, depth):
                 node._record((OP_SETITEM, key, item))
         return node
 
