@@ -119,7 +119,9 @@ def load(
             return zip_reader(src, policy=pol, limits=limits, verify=verify, mmap_mode=mmap_mode)
         if mmap_mode is not None:
             raise ValueError("mmap_mode applies to safe-format files only")
-        parsed = read_source(src, limits)
+        parsed = read_source(src, limits, defer_payloads=True)
+        if parsed.payloads is not None:  # they are read from src while building
+            return _finish(parsed, pol, limits, migrate=migrate)
     return _finish(parsed, pol, limits, migrate=migrate)
 
 
@@ -163,6 +165,7 @@ def _finish(
     root = parsed.root
     parsed.root = None
     builder = Builder(policy, limits, resolved)
+    builder.payloads = getattr(parsed, "payloads", None)
     if not migrate:
         obj = builder.build_root(root)
         return (obj, None) if report else obj

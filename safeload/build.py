@@ -30,12 +30,15 @@ from .errors import ForbiddenOperationError, FormatError, LimitExceededError, Sa
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
 from .limits import Limits
 from .policy import Policy
+from .readers.payloads import Payload
 from .validate import ValidationBatch, has_validator, validate
 
 __all__ = ["Builder"]
 
 _ATOMIC = ATOMIC_TYPES | {np.ndarray}
 _IN_PROGRESS = object()
+#: memo value of a payload lent to a tree's state, and of the array built on it: both are gone
+_CONSUMED = object()
 _NOT_BUILDABLE = (
     type,
     types.ModuleType,
@@ -82,6 +85,9 @@ class Builder:
         self.array_bytes = 0
         trusted_types = {id(obj) for obj in resolved.values() if isinstance(obj, type)}
         self._trusted_type_ids = trusted_types
+        #: deferred payloads' source (safeload.readers.payloads), set by the caller
+        self.payloads: Any = None
+        self._tree_type, self._frombuffer = _lendable(resolved.values())
 
     # ------------------------------------------------------------------ helpers
     def is_trusted_type(self, obj: Any) -> bool:
@@ -128,6 +134,11 @@ class Builder:
             hit = memo[key]
             if hit is _IN_PROGRESS:
                 raise FormatError("an object is used inside its own constructor arguments")
+            if hit is _CONSUMED:
+                raise FormatError(
+                    "the file refers again to a tree's node or value array after the tree "
+                    "copied it (scikit-learn never shares those)"
+                )
             # a shared reference counts as many items as the subgraph it repeats (memo bombs)
             self._count(self.sizes.get(key, 0))
             return hit
@@ -187,6 +198,8 @@ class Builder:
                 obj.clear()
                 obj.update(items)
             return obj
+        if tp is Payload:
+            return self._payload(obj, key)
         if tp is frozenset:
             self._count(len(obj))
             result = obj if _all_atomic(obj) else frozenset([build(item, depth) for item in obj])
@@ -196,6 +209,57 @@ class Builder:
             f"the unpickler produced an unexpected {tp.__module__}.{tp.__qualname__} object "
             "(only builtin containers, atoms and audited globals may appear)"
         )
+
+    def _payload(self, payload: Payload, key: int) -> Any:
+        """A deferred payload's bytes, read now (the ``bytes``/``bytearray`` of the opcode)."""
+        if self.payloads is None:
+            raise FormatError("a deferred payload without a source (internal error)")
+        self._count(1)
+        result = self.payloads.read(payload)
+        self.memo[key] = result
+        return result
+
+    def _fresh_payload(self, payload: Payload) -> None:
+        """Memoize a payload that numpy's ``_frombuffer`` wraps as a view of new, uninitialised
+        memory (the array then owns its data through it, as with the unpickler's bytearray)."""
+        key = id(payload)
+        if key not in self.memo and self.payloads is not None:
+            self._count(1)
+            self.memo[key] = self.payloads.fresh(payload)
+
+    def _lend_tree_arrays(self, state: Any, depth: int) -> list[int]:
+        """Build a tree state's ``nodes``/``values`` on borrowed views of their payloads.
+
+        ``Tree.__setstate__`` copies both arrays into its own buffers, so their bytes are read
+        into a reused scratch buffer instead of fresh memory (:mod:`safeload.readers.payloads`).
+        Only the exact shape a pickler writes is lent — ``numpy``'s ``_frombuffer`` called on a
+        payload seen nowhere before — and the caller marks the returned memo keys consumed
+        once the state is set, so no view of the scratch buffer outlives the ``BUILD``.
+        """
+        if type(state) is not dict:
+            return []
+        memo = self.memo
+        lent = []
+        for slot, name in enumerate(("nodes", "values")):
+            call = state.get(name)
+            if type(call) is not Call or id(call) in memo or call.kwargs or call.ops:
+                continue
+            args = call.args
+            if (
+                not args
+                or type(args[0]) is not Payload
+                or id(args[0]) in memo
+                or self.resolved.get(call.func) is not self._frombuffer
+            ):
+                continue
+            payload = args[0]
+            memo[id(payload)] = self.payloads.borrow(payload, slot)
+            try:
+                self.build(call, depth)
+            finally:
+                memo[id(payload)] = _CONSUMED
+            lent.append(id(call))
+        return lent
 
     def _build_node(self, node: Any, key: int, depth: int) -> Any:
         memo = self.memo
@@ -214,6 +278,8 @@ class Builder:
             plan = self.plan(placeholder, kind)
         args = node.args
         if args and not _all_atomic(args):
+            if type(args[0]) is Payload and plan[0] is self._frombuffer:
+                self._fresh_payload(args[0])
             args = tuple([self.build(a, depth) for a in args])
         kwargs = node.kwargs
         if kwargs:
@@ -378,6 +444,9 @@ class Builder:
             try:
                 if code == OP_BUILD:
                     state = op[1]
+                    lent = None
+                    if self.payloads is not None and type(obj) is self._tree_type:
+                        lent = self._lend_tree_arrays(state, depth)
                     if migration is None:
                         if type(state) not in _ATOMIC:
                             state = build(state, depth)
@@ -390,6 +459,13 @@ class Builder:
                         finally:
                             migration.leave(pushed)
                     _apply_build(obj, state, name)
+                    if lent:  # drop every reference to the lent arrays (see _lend_tree_arrays)
+                        state = None
+                        graph_state = op[1]  # rebuilt in place and memoized: holds them too
+                        graph_state.pop("nodes", None)
+                        graph_state.pop("values", None)
+                        for key in (*lent, id(graph_state)):
+                            self.memo[key] = _CONSUMED
                 elif code == OP_SETITEM:
                     obj[build(op[1], depth)] = build(op[2], depth)
                 elif code == OP_EXTEND:
@@ -437,6 +513,20 @@ def _keys_of(arg: Any) -> Any:
     if type(arg) in (list, tuple) and arg and type(arg[0]) in (list, tuple):
         return [p[0] if type(p) in (list, tuple) and p else p for p in arg]
     return arg
+
+
+def _lendable(objects: Any) -> tuple[Any, Any]:
+    """``(sklearn.tree._tree.Tree, numpy's _frombuffer)`` among the file's resolved globals
+    (None where absent): the one consumer that copies a payload, and the call that wraps it."""
+    tree = frombuffer = None
+    for obj in objects:
+        name = getattr(obj, "__name__", None)
+        module = getattr(obj, "__module__", None)
+        if name == "Tree" and module == "sklearn.tree._tree" and isinstance(obj, type):
+            tree = obj
+        elif name == "_frombuffer" and module in ("numpy._core.numeric", "numpy.core.numeric"):
+            frombuffer = obj
+    return tree, frombuffer
 
 
 def _name(pair: tuple[str, str]) -> str:

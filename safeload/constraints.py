@@ -330,7 +330,9 @@ def _np_frombuffer(site: CallSite) -> None:
     if not 4 <= len(site.args) <= 5 or site.kwargs:
         raise _forbid(site, "bad-arguments", "expects (buffer, dtype, shape, order[, axis_order])")
     buf, dtype, shape, order = site.args[:4]
-    if not isinstance(buf, (bytes, bytearray)):
+    # memoryview: a deferred payload lent to a tree's state (safeload.readers.payloads); a
+    # stream can not make one (its own out-of-band buffer opcodes are refused)
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
         raise _forbid(site, "bad-arguments", f"buffer must be bytes, got {_describe(buf)}")
     if not isinstance(dtype, np.dtype):
         raise _forbid(site, "bad-arguments", "dtype must be a numpy.dtype")

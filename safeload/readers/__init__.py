@@ -14,6 +14,7 @@ from ..source import Source
 from .compression import BoundedReader, detect_compressor, open_decompressed
 from .joblib_reader import JOBLIB_MODULES, parse_joblib
 from .npy import NPY_MAGIC
+from .payloads import PayloadSource
 from .pickle_reader import ParsedStream, parse_pickle
 
 __all__ = ["read_source", "ParsedStream", "detect_format", "zip_reader_for"]
@@ -74,8 +75,17 @@ def zip_reader_for(src: Source):
     return None
 
 
-def read_source(src: Source, limits: Limits) -> ParsedStream:
+def read_source(src: Source, limits: Limits, *, defer_payloads: bool = False) -> ParsedStream:
     """Parse ``src`` into an inert graph with the reader its content calls for.
+
+    Parameters
+    ----------
+    src : Source
+    limits : Limits
+    defer_payloads : bool
+        Leave the large payloads of framed pickles in ``src`` for the builder to read
+        (:mod:`safeload.readers.payloads`); ``src`` must then stay open until the graph is
+        built.  Off for the scanner and the inspector, which build nothing.
 
     Raises
     ------
@@ -87,7 +97,10 @@ def read_source(src: Source, limits: Limits) -> ParsedStream:
     fmt = detect_format(src.head(16))
     dirname = os.path.dirname(os.path.abspath(src.path)) if src.path else None
     if fmt == "pickle":
-        parsed = parse_pickle(src.data, limits, file=src.file)
+        payloads = None
+        if defer_payloads:
+            payloads = PayloadSource(src.data if src.file is None else None, src.file)
+        parsed = parse_pickle(src.data, limits, file=src.file, payloads=payloads)
         if parsed.info is not None and parsed.info.joblib:
             stream = BoundedReader(src.stream(), limits.max_file_bytes, "max_file_bytes")
             parsed = parse_joblib(stream, limits, dirname=dirname, fmt="joblib")

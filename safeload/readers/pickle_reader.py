@@ -18,6 +18,7 @@ from ..errors import FormatError, LimitExceededError, SafeloadError
 from ..graph import ParseContext
 from ..limits import Limits
 from .opscan import StreamInfo, scan_opcodes
+from .payloads import PayloadSource, find_payloads, skeleton
 
 __all__ = ["ParsedStream", "parse_pickle", "InertUnpickler"]
 
@@ -30,6 +31,8 @@ class ParsedStream:
     context: ParseContext
     info: StreamInfo | None
     format: str = "pickle"
+    #: where the deferred payloads (:mod:`~safeload.readers.payloads`) of the graph are read from
+    payloads: PayloadSource | None = None
 
 
 class _Forbidden:
@@ -114,8 +117,8 @@ class InertUnpickler(pickle.Unpickler):
     numpy arrays pickled by Python 2 load (numpy's ``__setstate__`` accepts latin-1 text).
     """
 
-    def __init__(self, file, context: ParseContext, limits: Limits):
-        super().__init__(file, encoding="latin1")
+    def __init__(self, file, context: ParseContext, limits: Limits, buffers=None):
+        super().__init__(file, encoding="latin1", buffers=buffers)
         self._safeload_context = context
         self._safeload_limits = limits
 
@@ -127,6 +130,7 @@ def parse_pickle(
     file: Any = None,
     context: ParseContext | None = None,
     allow_trailing: bool = False,
+    payloads: PayloadSource | None = None,
 ) -> ParsedStream:
     """Parse one raw pickle stream into an inert graph.
 
@@ -143,6 +147,11 @@ def parse_pickle(
         Share placeholders with an enclosing parse.
     allow_trailing : bool
         Accept bytes after ``STOP``.
+    payloads : PayloadSource, optional
+        Leave the large payloads of a framed stream (protocols 4 and 5) in the file: the graph
+        holds :class:`~safeload.readers.payloads.Payload` markers that the builder reads from
+        this source (see :mod:`safeload.readers.payloads`).  The source must stay readable
+        until the graph is built.
 
     Returns
     -------
@@ -180,8 +189,12 @@ def parse_pickle(
             )
         )
         return ParsedStream(None, ctx, info)
-    stream = file if file is not None else io.BytesIO(data)
-    unpickler = InertUnpickler(stream, ctx, limits)
+    deferred = _defer(data, info, limits) if payloads is not None and payloads.usable else None
+    if deferred is not None:
+        stream, buffers = io.BytesIO(deferred[0]), deferred[1]
+    else:
+        stream, buffers, payloads = (file if file is not None else io.BytesIO(data)), None, None
+    unpickler = InertUnpickler(stream, ctx, limits, buffers=buffers)
     try:
         root = unpickler.load()
     except SafeloadError:
@@ -204,4 +217,38 @@ def parse_pickle(
         # build stage can free payloads as it consumes them.
         unpickler.memo = {}
         del unpickler
-    return ParsedStream(root, ctx, info)
+    return ParsedStream(root, ctx, info, payloads=payloads)
+
+
+#: defer only when the payloads outweigh the rest of the stream this many times
+_DEFER_RATIO = 4
+
+
+def _defer(data, info: StreamInfo, limits: Limits) -> tuple[bytes, list] | None:
+    """``(skeleton, payload markers)`` for a framed stream with large payloads, else None.
+
+    The skeleton is pre-scanned like any stream, and its out-of-band buffer opcodes must be
+    exactly the inserted ones; otherwise (a stream whose opcodes straddle frames, say) the
+    original stream is parsed as it is.
+    """
+    if info.protocol < 4 or info.stack_error >= 0:
+        return None  # unframed, or the unpickler fails on it anyway: parse it as it is
+    found = find_payloads(data, info.start, info.end)
+    deferred = sum(p.length for p in found)
+    if deferred < _DEFER_RATIO * (info.end - info.start - deferred):
+        return None  # mostly opcodes: re-scanning and copying them costs more than it saves
+    skel, offsets = skeleton(data, info.start, info.end, found)
+    try:
+        check = scan_opcodes(skel, limits)
+    except SafeloadError:
+        return None
+    if (
+        check.buffer_offsets != offsets
+        or check.ext_offsets
+        or check.persid_offsets
+        or check.joblib
+        or check.stack_error >= 0
+        or check.trailing
+    ):
+        return None
+    return skel, found
