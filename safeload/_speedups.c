@@ -1,11 +1,8 @@
 /*
  * C helpers of the build stage (safeload/build.py); the Python code there is the reference.
  *
- *   atomic_kinds(container[, permutation]) -> int   bit 1: every item (for a dict: every key)
- *                                    has an atomic type; bit 2 (dicts only): every value has an
- *                                    atomic type; bit 4 (exact dicts, only when `permutation` is
- *                                    true): the values are exact ints permuting range(len(d)),
- *                                    as is_index_permutation says, found in the same pass.
+ *   atomic_kinds(container) -> int   bit 1: every item (for a dict: every key) has an atomic
+ *                                    type; bit 2 (dicts only): every value has an atomic type.
  *
  * "Atomic" = exactly int, float, str, bytes, bytearray, bool, NoneType, complex or
  * numpy.ndarray (registered once with set_atomic_types): objects that hold no reference to
@@ -55,45 +52,17 @@ static PyObject *set_atomic_types(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-/* One step of the permutation test: v is an exact int in [0, n) not seen before. */
-static inline int perm_step(PyObject *v, unsigned char *seen, Py_ssize_t n) {
-    if (!PyLong_CheckExact(v)) return 0; /* bool, numpy ints ...: the reference decides */
-    int overflow = 0;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    /* x == -1 with an error set can not happen for an exact int (overflow is flagged) */
-    if (overflow || x < 0 || x >= (long long)n || seen[x]) return 0;
-    seen[x] = 1;
-    return 1;
-}
-
-static PyObject *atomic_kinds(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *atomic_kinds(PyObject *self, PyObject *obj) {
     (void)self;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "atomic_kinds(container[, permutation])");
-        return NULL;
-    }
-    PyObject *obj = args[0];
-    int want_perm = nargs == 2 ? PyObject_IsTrue(args[1]) : 0;
-    if (want_perm < 0) return NULL;
     long keys_ok = 1, values_ok = 1;
     if (PyDict_CheckExact(obj)) {
-        Py_ssize_t n = PyDict_GET_SIZE(obj);
-        unsigned char *seen = NULL;
-        long perm_ok = want_perm; /* an empty dict permutes range(0) */
-        if (perm_ok && n > 0) {
-            seen = (unsigned char *)PyMem_Calloc((size_t)n, 1);
-            if (!seen) return PyErr_NoMemory();
-        }
         Py_ssize_t pos = 0;
         PyObject *k, *v;
-        while ((keys_ok || values_ok || perm_ok) && PyDict_Next(obj, &pos, &k, &v)) {
+        while ((keys_ok || values_ok) && PyDict_Next(obj, &pos, &k, &v)) {
             if (keys_ok && !is_atomic(k)) keys_ok = 0;
             if (values_ok && !is_atomic(v)) values_ok = 0;
-            if (perm_ok && !perm_step(v, seen, n)) perm_ok = 0;
         }
-        PyMem_Free(seen);
-        if (PyErr_Occurred()) return NULL;
-        return PyLong_FromLong(keys_ok | (values_ok << 1) | (perm_ok << 2));
+        return PyLong_FromLong(keys_ok | (values_ok << 1));
     }
     if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj)) {
         PyObject **items = PySequence_Fast_ITEMS(obj);
@@ -125,7 +94,17 @@ static PyObject *is_index_permutation(PyObject *self, PyObject *obj) {
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     int ok = 1;
-    while (ok && PyDict_Next(obj, &pos, &k, &v)) ok = perm_step(v, seen, n);
+    while (PyDict_Next(obj, &pos, &k, &v)) {
+        if (!PyLong_CheckExact(v)) { ok = 0; break; } /* bool, numpy ints ...: the reference */
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || x < 0 || x >= (long long)n || seen[x]) {
+            /* x == -1 with an error set can not happen for an exact int (overflow is flagged) */
+            ok = 0;
+            break;
+        }
+        seen[x] = 1;
+    }
     PyMem_Free(seen);
     if (PyErr_Occurred()) return NULL;
     return PyBool_FromLong(ok);
@@ -133,8 +112,7 @@ static PyObject *is_index_permutation(PyObject *self, PyObject *obj) {
 
 static PyMethodDef methods[] = {
     {"set_atomic_types", set_atomic_types, METH_O, "Register the exact atomic types."},
-    {"atomic_kinds", (PyCFunction)(void (*)(void))atomic_kinds, METH_FASTCALL,
-     "Bit 1: items/keys atomic; bit 2: dict values atomic; bit 4: values permute range(len)."},
+    {"atomic_kinds", atomic_kinds, METH_O, "Bit 1: items/keys atomic; bit 2: dict values atomic."},
     {"is_index_permutation", is_index_permutation, METH_O,
      "Whether an exact dict's values are exact ints permuting range(len(dict))."},
     {NULL, NULL, 0, NULL},

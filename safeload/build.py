@@ -32,7 +32,6 @@ from .limits import Limits
 from .policy import Policy
 from .readers.payloads import Payload
 from .validate import ValidationBatch, has_validator, validate
-from .validate._common import KNOWN_INDEX_PERMUTATIONS
 
 __all__ = ["Builder"]
 
@@ -89,8 +88,6 @@ class Builder:
         #: deferred payloads' source (safeload.readers.payloads), set by the caller
         self.payloads: Any = None
         self._tree_type, self._frombuffer = _lendable(resolved.values())
-        #: dicts whose values permute range(len): see validate._common.KNOWN_INDEX_PERMUTATIONS
-        self.index_permutations: dict[int, dict] = {}
 
     # ------------------------------------------------------------------ helpers
     def is_trusted_type(self, obj: Any) -> bool:
@@ -168,9 +165,7 @@ class Builder:
         if tp is dict:
             memo[key] = obj
             self._count(len(obj))
-            keys_atomic, values_atomic, permutation = _dict_atomic(obj)
-            if permutation:
-                self.index_permutations[key] = obj
+            keys_atomic, values_atomic = _dict_atomic(obj)
             if not keys_atomic:
                 items = [(build(k, depth), build(v, depth)) for k, v in obj.items()]
                 obj.clear()
@@ -416,12 +411,8 @@ class Builder:
             if migration is not None:  # redirect replaced objects, refuse surviving stand-ins
                 result = migration.finish(result)
                 self.pending_validation.extend(migration.created)
-            token = KNOWN_INDEX_PERMUTATIONS.set(self.index_permutations)
-            try:
-                for obj in self.pending_validation:
-                    validate(obj, self.limits)
-            finally:
-                KNOWN_INDEX_PERMUTATIONS.reset(token)
+            for obj in self.pending_validation:
+                validate(obj, self.limits)
         except SafeloadError:
             raise
         except RecursionError as exc:
@@ -547,8 +538,6 @@ def _all_atomic_py(items: Any) -> bool:
     return set(map(type, items)) <= _ATOMIC
 
 
-_PERMUTATION_MIN = 1024
-
 try:  # optional C helper, ~15x faster on large containers (a 200k-term vocabulary)
     from . import _speedups
 
@@ -557,17 +546,15 @@ try:  # optional C helper, ~15x faster on large containers (a 200k-term vocabula
     def _all_atomic(items: Any) -> bool:
         return _speedups.atomic_kinds(items) & 1 == 1
 
-    def _dict_atomic(d: dict) -> tuple[bool, bool, bool]:
-        """(keys atomic, values atomic, values permute range(len(d))) in one pass; the last is
-        looked for in large dicts only (vocabularies), where a second pass costs."""
-        bits = _speedups.atomic_kinds(d, len(d) >= _PERMUTATION_MIN)
-        return bool(bits & 1), bool(bits & 2), bool(bits & 4)
+    def _dict_atomic(d: dict) -> tuple[bool, bool]:
+        bits = _speedups.atomic_kinds(d)
+        return bool(bits & 1), bool(bits & 2)
 
 except ImportError:  # pragma: no cover - built without a compiler
     _all_atomic = _all_atomic_py
 
-    def _dict_atomic(d: dict) -> tuple[bool, bool, bool]:
-        return _all_atomic_py(d), _all_atomic_py(d.values()), False
+    def _dict_atomic(d: dict) -> tuple[bool, bool]:
+        return _all_atomic_py(d), _all_atomic_py(d.values())
 
 
 _DTYPE_STATE_ATOMS = (str, bytes, int, type(None), np.dtype)

@@ -7,7 +7,6 @@ unbuilt node, so both must agree on every container shape the parser can produce
 from __future__ import annotations
 
 import collections
-import pickle
 
 import numpy as np
 import pytest
@@ -62,9 +61,7 @@ def test_dicts_agree(pairs):
             d[k] = v
         except TypeError:  # unhashable key
             continue
-    keys, values, permutation = build._dict_atomic(d)
-    assert (keys, values) == (build._all_atomic_py(d), build._all_atomic_py(d.values()))
-    assert permutation is False  # only looked for in dicts of _PERMUTATION_MIN items or more
+    assert build._dict_atomic(d) == (build._all_atomic_py(d), build._all_atomic_py(d.values()))
 
 
 def test_sets_and_frozensets():
@@ -120,39 +117,3 @@ def test_vocabulary_permutation_other_containers():
     assert _speedups.is_index_permutation({"a": 1, "b": 1}) is False
     assert _speedups.is_index_permutation([0, 1]) is False
     assert _speedups.is_index_permutation(collections.OrderedDict(a=0)) is False  # reference
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.lists(vocab_values, max_size=8), st.booleans(), st.booleans())
-def test_fused_permutation_bit_agrees(values, permute, big_keys):
-    """atomic_kinds(d, True)'s bit 4 is is_index_permutation(d), whatever the other bits."""
-    if permute:
-        values = list(range(len(values)))[::-1] + values[:1]
-    vocab = {(f"t{i}" if big_keys else (i,)): v for i, v in enumerate(values)}
-    bits = _speedups.atomic_kinds(vocab, True)
-    assert bool(bits & 4) == _speedups.is_index_permutation(vocab)
-    assert bits & 3 == _speedups.atomic_kinds(vocab)
-    assert _speedups.atomic_kinds(vocab, False) & 4 == 0
-
-
-def _vectorizer_pickle(values):
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    vec = CountVectorizer().fit(["ab cd"])
-    vec.vocabulary_ = {f"w{i:05d}": v for i, v in enumerate(values)}
-    return pickle.dumps(vec, protocol=5)
-
-
-def test_large_vocabulary_is_checked_in_the_atomic_pass(monkeypatch):
-    import safeload
-
-    n = 3 * build._PERMUTATION_MIN
-    calls = []
-    monkeypatch.setattr(fe, "is_index_permutation", lambda d: calls.append(len(d)) or False)
-    good = safeload.loads(_vectorizer_pickle(list(range(n))[::-1]))
-    assert len(good.vocabulary_) == n and calls == []  # the builder's pass sufficed
-    bad = list(range(n))
-    bad[7] = 5  # two terms on column 5, none on 7
-    with pytest.raises(ValidationError, match="maps 2 terms to column 5"):
-        safeload.loads(_vectorizer_pickle(bad))
-    assert calls == [n]  # not a permutation: the full check ran and named the problem

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable
-from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import numpy as np
@@ -372,12 +371,3 @@ def as_int_array(obj: object, field: str, values: Iterable) -> np.ndarray:
         if not -(2**63) <= int(v) < 2**63:
             fail(obj, f"{field}[{k}] = {int(v)} does not fit in 64 bits")
     return np.array([int(v) for v in items], dtype=np.int64)
-
-
-#: ``{id(d): d}`` of the exact dicts the builder already found to map onto a permutation of
-#: ``range(len(d))`` (``_speedups.atomic_kinds(d, True)``, in the pass that checks the dict's
-#: items are atoms), set by :meth:`safeload.build.Builder.run` while it validates, so a
-#: vocabulary's second pass is skipped.  The builder holds the dicts, so an id is never reused.
-KNOWN_INDEX_PERMUTATIONS: ContextVar[dict[int, dict] | None] = ContextVar(
-    "safeload_known_index_permutations", default=None
-)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..limits import Limits
 from . import register
-from ._common import KNOWN_INDEX_PERMUTATIONS, MISSING, as_int_array, fail, get_int, state
+from ._common import MISSING, as_int_array, fail, get_int, state
 
 try:  # optional C helper; the numpy code below is the reference
     from .._speedups import is_index_permutation  # type: ignore[import-not-found]
@@ -60,9 +60,6 @@ def _check_vocab(est: object, vocab: object, limits: Limits) -> int:
         fail(est, f"vocabulary_ is a {type(vocab).__name__}, not a dict")
     n = len(vocab)
     limits.check("max_items", n, "vocabulary_ entries")
-    known = KNOWN_INDEX_PERMUTATIONS.get()
-    if known is not None and known.get(id(vocab)) is vocab and type(vocab) is dict:
-        return n  # the builder checked it while checking the items are atoms
     if is_index_permutation is not None and is_index_permutation(vocab):
         return n
     values = as_int_array(est, "vocabulary_ values", vocab.values())
