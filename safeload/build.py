@@ -466,6 +466,11 @@ class Builder:
                         graph_state.pop("values", None)
                         for key in (*lent, id(graph_state)):
                             self.memo[key] = _CONSUMED
+                        if self.payloads.still_lent((0, 1)):
+                            raise FormatError(
+                                f"{name}: its node or value array is also referenced from "
+                                "elsewhere in the file (scikit-learn never shares those)"
+                            )
                 elif code == OP_SETITEM:
                     obj[build(op[1], depth)] = build(op[2], depth)
                 elif code == OP_EXTEND:

@@ -68,10 +68,24 @@ class Payload:
     __slots__ = ("op", "offset", "length", "mutable")
 
     def __init__(self, op: int, offset: int, length: int, mutable: bool) -> None:
-        self.op = op
-        self.offset = offset
-        self.length = length
-        self.mutable = mutable
+        set_slot = object.__setattr__
+        set_slot(self, "op", op)
+        set_slot(self, "offset", offset)
+        set_slot(self, "length", length)
+        set_slot(self, "mutable", mutable)
+
+    # Immutable, and no BUILD: the unpickler would set a slot state on the marker (where
+    # pickle fails, bytes having no attributes) and steer the read anywhere in the file.
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"'{type(self).__name__}' object is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"'{type(self).__name__}' object is read-only")
+
+    def __setstate__(self, state: Any) -> None:
+        raise AttributeError(
+            "BUILD on a bytes payload (a bytes or bytearray object has no state to set)"
+        )
 
     def __repr__(self) -> str:
         kind = "bytearray" if self.mutable else "bytes"
@@ -231,6 +245,11 @@ class PayloadSource:
         view = memoryview(buf)[: p.length]
         self._fill(view, p)
         return view.toreadonly()
+
+    def still_lent(self, slots: Any) -> bool:
+        """True when a view of one of these scratch buffers is still alive: something other
+        than the consumer's copy kept a borrowed array."""
+        return any(_exported(self._scratch[slot]) for slot in slots if slot in self._scratch)
 
     def _fill(self, buf: Any, p: Payload) -> None:
         fh = self.file
