@@ -61,6 +61,43 @@ TAG_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+#: the method handling each tag (rule G3)
+_HANDLERS = {
+    "ref": "_ref",
+    "int": "_int",
+    "float": "_float",
+    "bytes": "_bytes",
+    "bytearray": "_bytes",
+    "complex": "_complex",
+    "slice": "_slice",
+    "const": "_const",
+    "tuple": "_tuple",
+    "set": "_set",
+    "frozenset": "_set",
+    "dict": "_dict",
+    "dtype": "_dtype",
+    "scalar": "_scalar",
+    "ndarray": "_ndarray",
+    "objarray": "_objarray",
+    "masked": "_masked",
+    "global": "_global",
+    "obj": "_node",
+    "call": "_node",
+}
+_TABLES: dict[type, dict[str, tuple[Any, frozenset[str]]]] = {}
+
+
+def _dispatch_table(cls: type) -> dict[str, tuple[Any, frozenset[str]]]:
+    """tag -> (``cls``'s handler function, allowed keys), built once per decoder class (a
+    subclass's overrides included): one lookup per value in :meth:`Decoder.dec`, and no
+    bound-method table making each decoder a reference cycle."""
+    table = _TABLES.get(cls)
+    if table is None:
+        table = {tag: (getattr(cls, name), TAG_KEYS[tag]) for tag, name in _HANDLERS.items()}
+        _TABLES[cls] = table
+    return table
+
+
 def _all_atoms(items: list) -> bool:
     """True when no item of a JSON list needs decoding (C-speed type scan)."""
     return set(map(type, items)) <= _ATOM_TYPES
@@ -166,42 +203,20 @@ class Decoder:
         self.arrays = arrays
         self._array_used = [False] * len(arrays)
         self.slots: list[Any] = []
-        self._plans: dict[tuple[int, str], Any] = {}
-        self._names: dict[tuple[int, str], str] = {}
+        #: (g, tag) -> (builder plan, "new"/"call", "module.qualname"): resolved once per global
+        self._plans: dict[tuple[int, str], tuple[Any, str, str]] = {}
         self._shapes: dict[tuple, int] = {}
         self._pool_next: dict[int, int] = {}
         self._max_depth = self.limits.max_depth
         self._max_items = self.limits.max_items
         self.items = 0
         self._sizes: dict[int, int] = {}
-        self._handlers = {
-            "ref": self._ref,
-            "int": self._int,
-            "float": self._float,
-            "bytes": self._bytes,
-            "bytearray": self._bytes,
-            "complex": self._complex,
-            "slice": self._slice,
-            "const": self._const,
-            "tuple": self._tuple,
-            "set": self._set,
-            "frozenset": self._set,
-            "dict": self._dict,
-            "dtype": self._dtype,
-            "scalar": self._scalar,
-            "ndarray": self._ndarray,
-            "objarray": self._objarray,
-            "masked": self._masked,
-            "global": self._global,
-            "obj": self._node,
-            "call": self._node,
-        }
+        self._dispatch = _dispatch_table(type(self))
 
     # ------------------------------------------------------------------ entry
     def release(self) -> None:
-        """Drop every reference the decoder holds (its bound-method table makes it a reference
-        cycle, which would keep the arrays read from the file alive until the next GC)."""
-        self._handlers = {}
+        """Drop every reference the decoder holds (so the arrays read from the file are freed
+        now, not when the last reference to the decoder goes)."""
         self.slots = []
         self.arrays = []
         self._sizes = {}
@@ -233,17 +248,21 @@ class Decoder:
                     value = self._pooled(v, index)
                     self.slots.append(value)
                     return value
-            handler = self._handlers.get(tag) if type(tag) is str else None
-            if handler is None:
+            found = self._dispatch.get(tag) if type(tag) is str else None
+            if found is None:
                 raise _bad("G3", f"unknown value tag {str(tag)[:40]!r}")
-            if not v.keys() <= TAG_KEYS[tag]:
-                extra = sorted(set(v) - TAG_KEYS[tag])[:3]
+            handler, allowed = found
+            if not v.keys() <= allowed:
+                extra = sorted(set(v) - allowed)[:3]
                 raise _bad("G3", f"a {tag!r} value has unknown keys {extra}")
-            slot = len(self.slots)
+            slots = self.slots
+            slot = len(slots)
             start = self.items
-            self._count(1)
-            result = handler(v, depth + 1)
-            if slot < len(self.slots):
+            self.items = start + 1  # _count(1), inlined: this runs once per tagged value
+            if start + 1 > self._max_items:
+                self._count(0)
+            result = handler(self, v, depth + 1)
+            if slot < len(slots):
                 # what a reference to this value repeats (memo bombs, tuple hash bombs)
                 self._sizes[slot] = self.items - start
             return result
@@ -436,9 +455,11 @@ class Decoder:
         return value
 
     def _dict(self, v: dict, depth: int) -> dict:
-        forms = ("v" in v) + ("items" in v) + ("k" in v)
-        if forms != 1 or ("k" in v) != ("vi" in v):
-            raise _bad("G4", "a 'dict' has exactly one of v, items, or k with vi")
+        # {"$", "v"} (dec checked the keys), the commonest form, needs no further key test
+        if len(v) != 2 or "v" not in v:
+            forms = ("v" in v) + ("items" in v) + ("k" in v)
+            if forms != 1 or ("k" in v) != ("vi" in v):
+                raise _bad("G4", "a 'dict' has exactly one of v, items, or k with vi")
         dec = self.dec
         if "v" in v:
             value = v["v"]
@@ -650,25 +671,28 @@ class Decoder:
         index = v.get("g")
         if type(index) is not int:  # before the cache: 0.0 and True equal 0 and 1 as keys
             raise _bad("G2", "'g' names a global of the table")
-        kind = "new" if v["$"] == "obj" else "call"
-        key = (index, kind)
-        plan = self._plans.get(key)
-        if plan is None:
+        key = (index, v["$"])
+        entry = self._plans.get(key)
+        if entry is None:
+            kind = "new" if v["$"] == "obj" else "call"
             index = self._placeholder(v)
             plan = self.builder.plan(self.placeholders[index], kind)
-            self._plans[key] = plan
-            self._names[key] = f"{plan[1][0]}.{plan[1][1]}"
+            entry = self._plans[key] = (plan, kind, f"{plan[1][0]}.{plan[1][1]}")
+        plan, kind, name = entry
         slots = self.slots
         slot = len(slots)
         slots.append(_IN_PROGRESS)
-        dec = self.dec
-        args, kwargs = self._arguments(v, kind, depth)
+        if "args" in v or "kwargs" in v:
+            args, kwargs = self._arguments(v, kind, depth)
+        else:  # what _arguments returns for neither (most objects: state only)
+            args, kwargs = (), None
         builder = self.builder
         result = builder.invoke(plan, kind, args, kwargs)
         slots[slot] = result
-        name = self._names[key]
         if "state" in v:
-            state = dec(v["state"], depth)
+            state = v["state"]
+            if type(state) not in _ATOM_TYPES:
+                state = self.dec(state, depth)
             try:
                 _apply_build(result, state, name)
             except SafeloadError:

@@ -1,0 +1,104 @@
+"""The safe-format reader's fast paths give what the plain ones gave.
+
+Arrays of a file held in memory are copied as bytes (structured dtypes included) and the large
+members hashed after the loop, on a thread when they are large enough; graph.json is parsed
+with cached decoders while the cycle collector is paused.  Each path must keep the results and
+errors of the straightforward code.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import safeload
+from safeload.errors import FormatError, IntegrityError
+from safeload.format import archive
+
+from . import _safezip as sz
+
+NODE = np.dtype([("left", "<i8"), ("value", "<f8"), ("leaf", "u1"), ("", "V7")])
+
+
+def _arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    nodes = np.zeros(40_000, dtype=NODE)  # 960 KB: hashed on the thread
+    nodes["left"] = rng.integers(-1, 100, nodes.shape[0])
+    nodes["value"] = rng.random(nodes.shape[0])
+    return {
+        "nodes": nodes,
+        "medium": np.asfortranarray(rng.random((100, 200))),  # 160 KB: hashed inline
+        "small": np.arange(10.0),  # pooled
+    }
+
+
+def _flip(data: bytes, pos: int) -> bytes:
+    out = bytearray(data)
+    out[pos] ^= 0x01
+    return bytes(out)
+
+
+def test_in_memory_arrays_load_equal_owned_and_in_their_order():
+    value = _arrays()
+    loaded = safeload.load(safeload.dumps(value))
+    for key, arr in value.items():
+        assert loaded[key].dtype == arr.dtype and loaded[key].shape == arr.shape, key
+        assert np.array_equal(loaded[key], arr), key
+        assert loaded[key].flags.writeable, key
+    assert loaded["medium"].flags.f_contiguous
+    assert loaded["nodes"].flags.owndata and loaded["medium"].flags.owndata
+
+
+@pytest.mark.parametrize("verify", [None, True])
+def test_changed_large_members_are_all_named_in_member_order(verify):
+    data = safeload.dumps(_arrays())
+    offsets = sz.member_offsets(data)
+    names = sorted(n for n in offsets if n.endswith(".npy") and offsets[n][1] > 64 << 10)
+    assert len(names) == 2
+    hostile = data
+    for name in reversed(names):
+        start, size = offsets[name]
+        hostile = _flip(hostile, start + size - 3)
+    with pytest.raises(IntegrityError) as info:
+        safeload.load(hostile, verify=verify)
+    assert info.value.members == names
+    for name in names:  # each alone, too
+        start, size = offsets[name]
+        with pytest.raises(IntegrityError) as info:
+            safeload.load(_flip(data, start + size // 2))
+        assert info.value.members == [name]
+    assert safeload.load(hostile, verify=False)["small"][3] == 3.0
+
+
+def test_hash_thread_reports_its_own_failure():
+    job = archive._HashThread(b"abc", [("x", 0, 3)])
+    assert job.digest("x") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    broken = archive._HashThread(None, [("x", 0, 3)])
+    with pytest.raises(TypeError):
+        broken.digest("x")
+    broken.join()
+
+
+def test_graph_json_errors_and_collector_state_are_kept():
+    text = b'{"a": 1}'
+    assert archive._parse_json(text, "graph.json") == {"a": 1}
+    assert gc.isenabled()
+    for bad, rule in [
+        (b"\xef\xbb\xbf" + text, "J1"),  # a UTF-8 BOM, refused as json.loads refuses it
+        (b'{"a": NaN}', "J1"),
+        (b'{"a": 1', "J1"),
+        (b"\xff", "J1"),
+    ]:
+        with pytest.raises(FormatError, match=rule):
+            archive._parse_json(bad, "graph.json")
+        assert gc.isenabled()
+    with pytest.raises(FormatError, match="J2"):
+        archive._parse_json(b'{"a": 1, "a": 2}', "manifest.json", strict_keys=True)
+    gc.disable()
+    try:
+        archive._parse_json(text, "graph.json")
+        assert not gc.isenabled()  # a caller's choice is left alone
+    finally:
+        gc.enable()
