@@ -1,11 +1,12 @@
 """Build hook for the optional C extensions; the project metadata lives in pyproject.toml.
 
 ``safeload.readers._opscan`` is the opcode pre-scan at C speed, ``safeload._speedups`` the
-builder's container scan and the vocabulary check, and ``safeload.validate._treecheck`` the
+builder's container scan and the vocabulary check, ``safeload.validate._treecheck`` the
 one-pass tree and HistGradientBoosting predictor node checks (with a POSIX worker thread that
-overlaps tree checks with the build; on Windows they run inline).  All are optional: without a C
-compiler the build goes on and the pure-Python/numpy reference implementations run (same
-results, slower).
+overlaps tree checks with the build; on Windows they run inline), and ``safeload.format._crc32``
+the safe-format writer's CRC-32 with carry-less multiplication (x86 PCLMULQDQ; elsewhere the
+writer keeps ``zlib.crc32``).  All are optional: without a C compiler the build goes on and the
+pure-Python/numpy reference implementations run (same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -23,5 +24,6 @@ setup(
             ["safeload/validate/_treecheck.c"],
             optional=True,
         ),
+        Extension("safeload.format._crc32", ["safeload/format/_crc32.c"], optional=True),
     ]
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import datetime as _dt
 import io
@@ -291,12 +292,68 @@ def _atomic_write(path: str, write: Any, fsync: bool = False) -> dict:
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        old = _hold_replaced(path)
+        try:
+            os.replace(tmp, path)
+        finally:
+            _release_later(old)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return result
+
+
+#: a replaced file at least this large is let go of on a worker thread (below, a thread costs
+#: more than the unlink)
+_RELEASE_LATER = 4 << 20
+
+
+def _hold_replaced(path: str) -> int | None:
+    """An open descriptor of the regular file ``os.replace`` is about to unlink, or None.
+
+    The unlink frees the old file's page cache and first waits for its write-back when that is
+    still in flight, as it is when the file was written shortly before (ext4 starts writing a
+    file out when it is renamed over another, so the previous dump to this path started it):
+    measured ~5 ms for 8 MB and ~40 ms for 100 MB, on the caller's clock, where truncating the
+    file in place (``open(path, "wb")``) drops dirty pages at once.  Holding the old file open
+    moves that work to its last close, which :func:`_release_later` makes on a worker thread.
+    The rename itself, and what it guarantees (readers see the old file or the new one; ext4
+    still writes the new file out first), is unchanged.  POSIX only: elsewhere an open file
+    cannot be replaced.
+    """
+    if os.name != "posix":
+        return None
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < _RELEASE_LATER:
+            return None  # only plain files are opened (no FIFO, device or symlink)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        same = os.path.samestat(st, os.fstat(fd))
+    except OSError:
+        same = False
+    if not same:  # replaced between lstat and open: not the file we saw
+        os.close(fd)
+        return None
+    return fd
+
+
+def _release_later(fd: int | None) -> None:
+    """Close ``fd`` on a new thread (the last reference of an unlinked file: see above)."""
+    if fd is None:
+        return
+    try:
+        _thread.start_new_thread(_close_quietly, (fd,))
+    except RuntimeError:  # no thread available
+        _close_quietly(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def dumps(obj: Any, **kwargs: Any) -> bytes:

@@ -9,7 +9,9 @@ the manifest, the hash of every member and every limit, and audits every global 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import gc
 import hashlib
 import json
 import math
@@ -18,6 +20,7 @@ import re
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import IO, Any
 
 import numpy as np
@@ -31,7 +34,7 @@ from ..source import Source
 from .decode import Decoder, decode_globals
 from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
-from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, read_index
+from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, crc32, read_index
 
 __all__ = [
     "FORMAT_NAME",
@@ -51,8 +54,14 @@ _MEMBER = re.compile(r"(?:manifest\.json|graph\.json|arrays/[0-9]{6,9}\.npy)\Z")
 _CHUNK = 1 << 20
 #: arrays at least this large are read with ``readinto`` and hashed on a worker thread
 _LARGE = 64 << 10
+#: writing: array members are hashed on worker threads in batches of about this many bytes
+_HASH_BATCH = 1 << 20
+_HASH_WORKERS = 2
 #: files up to this size are read into memory at once rather than through the map
 _SMALL_FILE = 1 << 20
+#: reading from memory: large members totalling at least this are hashed on a worker thread;
+#: below it starting the thread costs more than the hash it would take off the main thread
+_THREAD_HASH = 512 << 10
 #: a JSON nesting too deep for Python's parser is reported against max_depth
 DEFAULT_MAX_DEPTH = Limits().max_depth
 _JSON_DEPTH_HIT = 1000
@@ -79,31 +88,110 @@ def is_safe_archive(head: bytes) -> bool:
 
 
 class _Hasher:
-    """SHA-256 and CRC-32 of large members on two worker threads, in chunk order.
+    """SHA-256 of the array members on worker threads while the main thread writes them.
 
-    ``hashlib`` and ``zlib.crc32`` release the GIL on large buffers, so while the main thread
-    writes chunk *k*, one worker hashes it and the other computes its CRC-32 (each worker is a
-    single thread, so its updates stay in order).
+    A member's hash is taken from the array in memory, not from the file, so hashing never
+    waits for a write and the main thread never waits for a hash until the manifest needs them
+    all.  Members are queued in batches of about :data:`_HASH_BATCH` bytes (one task per
+    batch: a forest's hundreds of small trees do not pay a hand-over each), and ``hashlib``
+    releases the GIL on large buffers, so the workers hash while the main thread walks,
+    computes CRC-32s and writes.  What is left in the last batch is hashed inline by
+    :meth:`finish`, so a dump whose arrays are all small starts no thread at all.
+
+    Workers are bare ``_thread`` threads fed by a queue: ``threading.Thread.start`` waits
+    until the new thread runs, which on a busy machine can cost more than a hash.
     """
 
     def __init__(self) -> None:
-        self._pools: list[ThreadPoolExecutor] = []
+        self._queue: SimpleQueue = SimpleQueue()
+        self._threads = 0
+        self._cancelled = False
+        self._batch: list[tuple[dict, tuple]] = []
+        self._batch_bytes = 0
+        self._pending: list[_HashBatch] = []
 
-    def pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-        if not self._pools:
-            self._pools = [
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"safeload-{name}")
-                for name in ("sha256", "crc32")
-            ]
-        return self._pools[0], self._pools[1]
+    def add(self, entry: dict, parts: tuple, nbytes: int) -> None:
+        """Queue ``parts`` (the member's bytes, in order); :meth:`finish` sets ``entry["sha256"]``."""
+        self._batch.append((entry, parts))
+        self._batch_bytes += nbytes
+        if self._batch_bytes >= _HASH_BATCH:
+            batch = _HashBatch(self._batch)
+            self._batch, self._batch_bytes = [], 0
+            self._pending.append(batch)
+            self._queue.put(batch)
+            if self._threads < _HASH_WORKERS:  # one more worker per batch, up to the limit
+                _thread.start_new_thread(self._work, ())
+                self._threads += 1
+
+    def _work(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            try:
+                if not self._cancelled:
+                    batch.run()
+            finally:
+                batch.done.release()
+
+    def finish(self) -> None:
+        """Hash the last batch here, wait for the workers, and fill in every queued entry.
+
+        Raises
+        ------
+        Exception
+            Whatever a worker's hash raised.
+        """
+        last = _HashBatch(self._batch)
+        self._batch = []
+        last.run()
+        last.done.release()
+        for batch in (*self._pending, last):
+            batch.done.acquire()
+            batch.done.release()
+            if batch.error is not None:
+                raise batch.error
 
     def close(self) -> None:
-        for pool in self._pools:
-            pool.shutdown(wait=True)
+        """Stop the workers; after an error, once they let go of the queued arrays."""
+        self._cancelled = True
+        for _ in range(self._threads):
+            self._queue.put(None)
+        for batch in self._pending:
+            batch.done.acquire()
+            batch.done.release()
+        self._pending.clear()
 
 
-def _crc_update(acc: list, chunk: Any) -> None:
-    acc[0] = zlib.crc32(chunk, acc[0])
+class _HashBatch:
+    """Members hashed together by one worker; ``done`` is held until they are."""
+
+    __slots__ = ("members", "done", "error")
+
+    def __init__(self, members: list[tuple[dict, tuple]]) -> None:
+        self.members = members
+        self.error: BaseException | None = None
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+
+    def run(self) -> None:
+        try:
+            digests = _sha256_hex([parts for _, parts in self.members])
+            for (entry, _), digest in zip(self.members, digests, strict=True):
+                entry["sha256"] = digest
+        except BaseException as exc:  # noqa: BLE001 - re-raised by _Hasher.finish
+            self.error = exc
+
+
+def _sha256_hex(members: list[tuple]) -> list[str]:
+    """The SHA-256 (hex) of each member, given as a tuple of its bytes-like parts."""
+    digests = []
+    for parts in members:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part)
+        digests.append(h.hexdigest())
+    return digests
 
 
 def _raw_bytes(arr: np.ndarray) -> np.ndarray:
@@ -127,32 +215,27 @@ def _emit_array(state: _WriteState, index: int, arr: np.ndarray) -> None:
     fortran = not arr.flags.c_contiguous
     header = header_bytes(arr.dtype, fortran, arr.shape)
     raw = _raw_bytes(arr)
+    size = len(header) + raw.nbytes
+    entry = {"size": size, "sha256": ""}
+    state.members[name] = entry
+    state.hasher.add(entry, (header, raw), size)  # first, so the hash runs during the write
+    if state.method == STORED:
+        # the CRC-32 first, so the local header is final and the file is written in order
+        state.writer.write_stored(name, (header, raw), crc32(raw, crc32(header)))
+        return
     sink = state.writer.begin(name, state.method)
-    h = hashlib.sha256(header)
     sink.write(header)
-    if raw.nbytes < _LARGE:
-        h.update(raw)
-        sink.write(raw)
-    else:
-        sha_pool, crc_pool = state.hasher.pools()
-        crc = [sink.crc]
-        futures = []
-        for start in range(0, raw.nbytes, _CHUNK):
-            chunk = raw[start : start + _CHUNK]
-            futures.append(sha_pool.submit(h.update, chunk))
-            futures.append(crc_pool.submit(_crc_update, crc, chunk))
-            sink.write(chunk, crc=False)
-        for fut in futures:
-            fut.result()
-        sink.crc = crc[0]
+    for start in range(0, raw.nbytes, _CHUNK):  # compressed output stays a chunk at a time
+        sink.write(raw[start : start + _CHUNK])
     sink.close()
-    state.members[name] = {"size": len(header) + raw.nbytes, "sha256": h.hexdigest()}
 
 
 def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
-        "utf-8"
-    )
+    # check_circular=False: the encoder builds the document from new lists and dicts only
+    # (shared objects become "ref" tags), so it has no cycle to find; the check costs ~30%
+    return json.dumps(
+        value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False
+    ).encode("utf-8")
 
 
 def write_archive(
@@ -208,11 +291,12 @@ def write_archive(
             doc[key] = encoder.enc(value, 0)
         encoder.check_trusted()
         encoder.flush_pools()
+        graph = _json_bytes(doc)  # while the workers finish hashing the arrays
+        writer.write_member(GRAPH, graph, state.method)
+        state.members[GRAPH] = {"size": len(graph), "sha256": hashlib.sha256(graph).hexdigest()}
+        hasher.finish()
     finally:
         hasher.close()
-    graph = _json_bytes(doc)
-    writer.write_member(GRAPH, graph, state.method)
-    state.members[GRAPH] = {"size": len(graph), "sha256": hashlib.sha256(graph).hexdigest()}
     full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest}
     full["members"] = state.members
     writer.write_member(MANIFEST, _json_bytes(full), state.method)
@@ -267,9 +351,15 @@ def _pairs_hook(pairs: list) -> dict:
 
 
 def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
+    gc_was_on = gc.isenabled()
     try:
-        hook = _pairs_hook if strict_keys else None
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=hook)
+        text = raw.decode("utf-8")
+        if text.startswith("\ufeff"):  # as json.loads refuses it (the decoders below would not)
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        # parsed JSON holds no reference cycles, so the collector has nothing to find in it;
+        # left on, a graph's thousands of containers trigger collections of the whole heap
+        gc.disable()
+        return (_STRICT_JSON if strict_keys else _JSON).decode(text)
     except FormatError:
         raise
     except RecursionError:
@@ -281,10 +371,18 @@ def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
         ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise _bad("J1", f"{name} is not valid UTF-8 JSON: {str(exc)[:120]}") from None
+    finally:
+        if gc_was_on:
+            gc.enable()
 
 
 def _no_constant(name: str) -> Any:
     raise _bad("J1", f"JSON does not allow {name}")
+
+
+#: what json.loads(text, parse_constant=..., object_pairs_hook=...) builds on every call
+_JSON = json.JSONDecoder(parse_constant=_no_constant)
+_STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_pairs_hook)
 
 
 def _check_hash(raw: bytes, name: str, manifest_members: dict) -> None:
@@ -623,6 +721,11 @@ def read_arrays(
     pending: list[tuple[str, Any]] = []
     pool: ThreadPoolExecutor | None = None
     sha256 = hashlib.sha256
+    # large members of a file held in memory: copied from it (no second read of the file) and
+    # hashed after the loop, together, on one thread when they are large enough
+    in_memory = not isinstance(data, mmap.mmap)
+    deferred: list[tuple[str, int, int]] = []
+    job: _HashThread | None = None
     try:
         for i, raw_spec in enumerate(specs):
             dtype, shape, order, nbytes, header = _array_spec(raw_spec, i, dtypes, limits)
@@ -665,7 +768,7 @@ def read_arrays(
                     pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
                 append(_from_bytes(mapped, start + hl, dtype, shape, count, order, copy=False))
                 continue
-            if nbytes >= _LARGE and file is not None:
+            if nbytes >= _LARGE and file is not None and not in_memory:
                 arr = np.empty(shape, dtype=dtype, order=order)
                 raw = _raw_bytes(arr)
                 h = sha256(header) if verify else None
@@ -684,8 +787,18 @@ def read_arrays(
                 append(arr)
                 continue
             if verify:
-                pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
+                if member.size >= _LARGE:
+                    deferred.append((name, start, member.size))
+                    pending.append((name, None))  # filled in below, in member order
+                else:
+                    pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
             append(_from_bytes(view, start + hl, dtype, shape, count, order, copy=True))
+        if deferred:
+            if sum(size for _, _, size in deferred) >= _THREAD_HASH:
+                job = _HashThread(data, deferred)
+            else:
+                digests = {n: sha256(view[a : a + size]).hexdigest() for n, a, size in deferred}
+                pending = [(n, digests[n] if d is None else d) for n, d in pending]
     except BaseException:
         if pool is not None:
             pool.shutdown(wait=True)
@@ -698,17 +811,65 @@ def read_arrays(
         try:
             bad = []
             for name, digest in pending:
-                if type(digest) is not str:
+                if digest is None:
+                    digest = job.digest(name)  # type: ignore[union-attr]
+                elif type(digest) is not str:
                     digest = digest.result()
                 if digest != members[name]["sha256"]:
                     bad.append(name)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+            if job is not None:
+                job.join()
         if bad:
             raise IntegrityError(bad)
 
     return out, finish
+
+
+class _HashThread:
+    """SHA-256 of some members of an archive held in memory, on one thread (``hashlib``
+    releases the GIL, so it runs while the graph is decoded).
+
+    A bare ``_thread`` with a lock: ``threading.Thread.start`` waits until the new thread
+    runs, which on a busy machine can cost more than the hash itself.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The whole archive; not changed while the thread runs.
+    parts : list of (name, offset, size)
+    """
+
+    def __init__(self, data: Any, parts: list[tuple[str, int, int]]):
+        self._digests: dict[str, str] = {}
+        self._error: BaseException | None = None
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._run, (data, parts))
+
+    def _run(self, data: Any, parts: list[tuple[str, int, int]]) -> None:
+        try:
+            with memoryview(data) as view:
+                for name, start, size in parts:
+                    self._digests[name] = hashlib.sha256(view[start : start + size]).hexdigest()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by digest() on the caller
+            self._error = exc
+        finally:
+            self._done.release()
+
+    def join(self) -> None:
+        """Wait for the thread (once it finished, at once)."""
+        if self._done.acquire():
+            self._done.release()
+
+    def digest(self, name: str) -> str:
+        """The hex SHA-256 of member ``name``, once the thread is done."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._digests[name]
 
 
 def _digest_after(futures: list[Future], h: Any) -> str:
@@ -725,6 +886,14 @@ def _from_bytes(buf: Any, offset: int, dtype, shape, count: int, order: str, cop
             raise _bad("A1", f"numpy refuses the empty shape {list(shape)[:8]}") from None
         empty.flags.writeable = copy  # read-only like every other array of a map
         return empty
+    if copy and dtype.itemsize:
+        # copied as bytes: numpy copies a structured dtype (tree nodes) field by field,
+        # ~8x slower than the plain memcpy this is; the array owns its memory, as one read
+        # with readinto does
+        arr = np.empty(shape, dtype=dtype, order=order)
+        raw = _raw_bytes(arr)
+        raw[:] = np.frombuffer(buf, dtype=np.uint8, count=raw.nbytes, offset=offset)
+        return arr
     flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
     if copy:
         flat = flat.copy()

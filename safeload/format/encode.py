@@ -33,12 +33,27 @@ STRINTDICT_MIN = 64
 #: arrays smaller than this (bytes) share one pool member per dtype (FORMAT.md §4.4)
 POOL_BELOW = 64 << 10
 _STR_ONLY = frozenset({str})
+_INT_ONLY = {int}
 
 
 def _float(x: float) -> Any:
     if math.isfinite(x):
         return x
     return {"$": "float", "v": "nan" if x != x else ("inf" if x > 0 else "-inf")}
+
+
+def _int64_values(obj: dict) -> np.ndarray | None:
+    """The dict's values as an int64 array when they are all ``int`` in int64 range, else None.
+
+    Type test and conversion at C speed (a vocabulary has ~10**5 entries); ``np.fromiter``
+    raises ``OverflowError`` for an int outside int64.
+    """
+    if set(map(type, obj.values())) != _INT_ONLY:
+        return None
+    try:
+        return np.fromiter(obj.values(), dtype=np.int64, count=len(obj))
+    except OverflowError:
+        return None
 
 
 def _global_name(obj: Any, name: str | None = None) -> tuple[str, str]:
@@ -83,12 +98,16 @@ class Encoder:
         self.arrays: list[dict] = []
         self.dtypes: list[Any] = []
         self._dtype_objects: list[np.dtype] = []
-        # dtype index -> (raveled small arrays, their ndarray tags, [elements so far])
+        # dtype index -> (bytes of the small arrays, their ndarray tags, [elements so far])
         self._pools: dict[int, tuple[list, list, list]] = {}
         self._dtype_index: dict[np.dtype, int] = {}
-        self._memo: dict[int, list] = {}  # id(obj) -> [ref id, obj (kept alive), in-args flag]
-        self._next_id = 0
+        # id(obj) -> ref id; ints, not per-object lists: fewer container allocations, so
+        # fewer garbage collections during the walk
+        self._memo: dict[int, int] = {}
+        self._kept: list = []  # the objects of _memo (kept alive: their ids stay theirs)
+        self._in_args: set[int] = set()  # ids of objects whose constructor args are encoded
         self.untrusted: dict[str, str] = {}
+        self._named_cache: dict[tuple[int, str | None], tuple[Any, int]] = {}
         self._dispatch: dict[type, Callable[[Any, int], Any]] = {
             list: self._list,
             tuple: self._tuple,
@@ -147,12 +166,12 @@ class Encoder:
         key = id(obj)
         hit = self._memo.get(key)
         if hit is not None:
-            if hit[2]:
+            if key in self._in_args:
                 raise FormatError(
                     f"a {tp.__qualname__} is reachable from its own constructor arguments; "
                     "the safe format (like pickle) can only close cycles through mutable state"
                 )
-            return {"$": "ref", "id": hit[0]}
+            return {"$": "ref", "id": hit}
         if depth > self.max_depth:
             raise LimitExceededError("max_depth", depth, self.max_depth, "nesting while dumping")
         handler = self._dispatch.get(tp)
@@ -170,8 +189,11 @@ class Encoder:
         return handler(obj, depth + 1)
 
     def _new_id(self, obj: Any, value: Any = None, in_args: bool = False) -> Any:
-        self._memo[id(obj)] = [self._next_id, obj, in_args]
-        self._next_id += 1
+        key = id(obj)
+        self._memo[key] = len(self._kept)
+        self._kept.append(obj)
+        if in_args:
+            self._in_args.add(key)
         return value
 
     def _list(self, obj: list, depth: int) -> list:
@@ -183,17 +205,15 @@ class Encoder:
         self._new_id(obj, in_args=True)
         enc = self.enc
         items = [enc(x, depth) for x in obj]
-        self._memo[id(obj)][2] = False
+        self._in_args.discard(id(obj))
         return {"$": "tuple", "v": items}
 
     def _dict(self, obj: dict, depth: int) -> dict:
         self._new_id(obj)
         enc = self.enc
         if set(map(type, obj)) <= _STR_ONLY:
-            if len(obj) >= STRINTDICT_MIN and all(
-                type(v) is int and -_INT64 <= v < _INT64 for v in obj.values()
-            ):
-                values = np.fromiter(obj.values(), dtype=np.int64, count=len(obj))
+            values = _int64_values(obj) if len(obj) >= STRINTDICT_MIN else None
+            if values is not None:
                 if values.size and values.min() >= -(2**31) and values.max() < 2**31:
                     values = values.astype(np.int32)  # vocabulary indices: half the bytes
                 return {"$": "dict", "k": list(obj), "vi": enc(values, depth)}
@@ -209,7 +229,7 @@ class Encoder:
             items.sort()  # sets iterate in hash order, which varies between processes
         enc = self.enc
         values = [enc(x, depth) for x in items]
-        self._memo[id(obj)][2] = False
+        self._in_args.discard(id(obj))
         return {"$": "frozenset" if frozen else "set", "v": values}
 
     def _bytes(self, obj: Any, depth: int) -> dict:
@@ -222,7 +242,7 @@ class Encoder:
     def _slice(self, obj: slice, depth: int) -> dict:
         self._new_id(obj, in_args=True)
         value = {"$": "slice", "v": [self.enc(x, depth) for x in (obj.start, obj.stop, obj.step)]}
-        self._memo[id(obj)][2] = False
+        self._in_args.discard(id(obj))
         return value
 
     def _dtype(self, obj: np.dtype, depth: int) -> dict:
@@ -268,7 +288,7 @@ class Encoder:
             enc = self.enc
             # tolist() of an object array returns the stored objects themselves
             items = [enc(x, depth) for x in obj.ravel(order=order).tolist()]
-            self._memo[id(obj)][2] = False
+            self._in_args.discard(id(obj))
             return {"$": "objarray", "shape": list(obj.shape), "order": order, "v": items}
         if obj.dtype.itemsize == 0:
             raise FormatError(f"arrays of the zero-size dtype {obj.dtype} cannot be stored")
@@ -288,7 +308,8 @@ class Encoder:
             tag = {"$": "ndarray", "i": -1, "at": pool[2][0], "shape": list(arr.shape)}
             if order == "F":
                 tag["order"] = "F"
-            pool[0].append(arr.ravel(order=order).view(np.uint8))
+            # a copy of a small array costs less than numpy's checks of a uint8 view of it
+            pool[0].append(arr.tobytes(order=order))
             pool[1].append(tag)
             pool[2][0] += arr.size
             return tag
@@ -314,7 +335,7 @@ class Encoder:
         ``ndarray`` tags at it (called once the walk is complete)."""
         for dtype_index, (parts, tags, length) in self._pools.items():
             # bytes, not values: np.concatenate would repack a padded structured dtype
-            pool = np.concatenate(parts).view(self._dtype_objects[dtype_index])
+            pool = np.frombuffer(b"".join(parts), self._dtype_objects[dtype_index])
             index = len(self.arrays)
             self.arrays.append({"dtype": dtype_index, "shape": [length[0]], "order": "C"})
             self.emit_array(index, pool)
@@ -330,7 +351,7 @@ class Encoder:
             "mask": self.enc(np.ma.getmaskarray(obj), depth),
             "fill_value": self.enc(obj._fill_value, depth),
         }
-        self._memo[id(obj)][2] = False
+        self._in_args.discard(id(obj))
         return value
 
     # ------------------------------------------------------------------ globals and objects
@@ -348,11 +369,19 @@ class Encoder:
         return self._new_id(obj, {"$": "global", "g": self._named(obj, None, "stored as a value")})
 
     def _named(self, obj: Any, name: str | None, what: str) -> int:
+        # a model names the same few classes hundreds of times (one per tree): resolve each
+        # once; only clean names are cached, so a refused one is reported as before
+        hit = self._named_cache.get((id(obj), name))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
         pair = _global_name(obj, name)
         problem = _naming_problem(obj, pair)
         if problem is not None:
             self.untrusted[format_name(pair)] = problem
-        return self._global(pair, what)
+        index = self._global(pair, what)
+        if problem is None and not self.untrusted.get(format_name(pair)):
+            self._named_cache[(id(obj), name)] = (obj, index)
+        return index
 
     def _reduce(self, obj: Any, depth: int) -> Any:
         tp = type(obj)
@@ -395,7 +424,7 @@ class Encoder:
             }
             if args:
                 node["args"] = [enc(a, depth) for a in args]
-        self._memo[id(obj)][2] = False
+        self._in_args.discard(id(obj))
         if state is not None:
             node["state"] = enc(state, depth)
         if listitems is not None:

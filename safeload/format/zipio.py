@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -46,6 +47,21 @@ _CENTRAL_SIG = b"PK\x01\x02"
 _EOCD_SIG = b"PK\x05\x06"
 _U32 = 0xFFFFFFFF
 _MAX_PLAIN = 0xFFFFFFFE  # sizes/offsets at or above 0xFFFFFFFF would need ZIP64
+#: a first part this small is joined to the local header (one write call, not two)
+_JOIN_BELOW = 1 << 16
+
+
+def _pick_crc32() -> Any:
+    try:
+        from . import _crc32  # type: ignore[attr-defined]
+    except ImportError:  # the optional C extension was not built
+        return zlib.crc32
+    return _crc32.crc32 if _crc32.ACCELERATED else zlib.crc32
+
+
+#: ``zlib.crc32``, or the optional C extension's carry-less multiply version where the CPU has
+#: it (same results, about 3x faster: the writer's main thread computes every member's CRC)
+crc32 = _pick_crc32()
 
 
 @dataclass(frozen=True)
@@ -120,9 +136,83 @@ class ZipWriter:
 
     def write_member(self, name: str, data: bytes, method: int = STORED) -> ZipMember:
         """Write a whole small member (JSON) at once."""
+        if method == STORED:
+            return self.write_stored(name, (data,), crc32(data))
         sink = self.begin(name, method)
         sink.write(data)
         return sink.close()
+
+    def write_stored(self, name: str, parts: Sequence[Any], crc: int) -> ZipMember:
+        """Write a stored member whose CRC-32 is known, header first (no seek back).
+
+        The same bytes as :meth:`begin` + ``write`` + ``close`` would write, in one pass: with
+        the CRC-32 computed beforehand the local header is final when written, so the file is
+        written strictly in order, with one ``write`` per part (large parts are not copied).
+
+        Parameters
+        ----------
+        name : str
+        parts : sequence of bytes-like
+            The member's data, in order (byte buffers: ``bytes``, ``memoryview`` or uint8
+            arrays).
+        crc : int
+            CRC-32 of the concatenated parts.
+
+        Returns
+        -------
+        ZipMember
+
+        Raises
+        ------
+        ValueError
+            A duplicate name.
+        FormatError
+            The member would end past 4 GiB (ZIP64).
+        """
+        if name in self._names:
+            raise ValueError(f"duplicate zip member {name!r}")
+        enc = name.encode("utf-8")
+        header_offset = self.offset
+        extra = _extra_for(header_offset, len(enc), True)
+        size = sum(len(p) if isinstance(p, bytes) else memoryview(p).nbytes for p in parts)
+        data_offset = header_offset + _LOCAL.size + len(enc) + len(extra)
+        if size > _MAX_PLAIN or data_offset + size > _MAX_PLAIN:
+            raise FormatError(
+                f"member {name} ends past 4 GiB; archives of 4 GiB or more need ZIP64, "
+                "which version 1 of the safe format does not use"
+            )
+        self._names.add(name)
+        header = (
+            _LOCAL.pack(
+                _LOCAL_SIG,
+                20,
+                _FLAG_UTF8,
+                STORED,
+                _DOS_TIME,
+                _DOS_DATE,
+                crc,
+                size,
+                size,
+                len(enc),
+                len(extra),
+            )
+            + enc
+            + extra
+        )
+        write = self.f.write
+        first = parts[0] if parts else b""
+        if isinstance(first, bytes) and len(first) <= _JOIN_BELOW:
+            write(header + first)  # one buffered write for the headers (.npy header, JSON)
+            rest = parts[1:]
+        else:
+            write(header)
+            rest = parts
+        for part in rest:
+            write(part)
+        self.offset = data_offset + size
+        member = ZipMember(name, STORED, crc, size, size, header_offset, data_offset)
+        self.members.append(member)
+        return member
 
     def finish(self) -> int:
         """Write the central directory and end records; return the archive size in bytes."""
@@ -206,7 +296,7 @@ class _MemberSink:
         """
         n = data.nbytes if isinstance(data, (memoryview, np.ndarray)) else len(data)
         if crc:
-            self.crc = zlib.crc32(data, self.crc)
+            self.crc = crc32(data, self.crc)
         self.size += n
         if self._compressor is not None:
             out = self._compressor.compress(data)
