@@ -128,6 +128,10 @@ _Base = pickle._Unpickler  # type: ignore[attr-defined]
 _NESTED = (tuple, frozenset)
 
 
+#: the exact types _hashing and _collidable look into; any other key is one visit, never collidable
+_ONE_VISIT = frozenset({tuple, frozenset, int})
+
+
 def _value_class(x: Any, tp: type) -> int:
     """Hash class (``opscan._H_*``) of an atom, from its value: the class the pre-scan gives
     the opcode a pickler writes for it (for an int, from its LONG1 length)."""
@@ -241,19 +245,19 @@ class _JoblibUnpickler(_Base):
         )
         nops = 0
         try:
-            while True:
+            # the loop counts opcodes itself; one past max_ops ends it (below)
+            for nops in range(1, max_ops + 1):  # noqa: B007 - nops is read after the loop
                 key = read(1)
                 if not key:
                     raise EOFError
-                nops += 1
-                if nops > max_ops:
-                    raise LimitExceededError("max_opcodes", nops, max_ops, "pickle opcodes")
                 if not nops & _CHECK_EVERY:
                     self._opcount[0] += _CHECK_EVERY + 1
                     if budgeted:
                         self._check_compressed_budget(source())
                 self._nops = nops
                 dispatch[key[0]](self)
+            nops = max_ops + 1
+            raise LimitExceededError("max_opcodes", nops, max_ops, "pickle opcodes")
         except pickle._Stop as stopinst:
             self._opcount[0] += nops & _CHECK_EVERY
             nops = 0
@@ -479,6 +483,11 @@ class _JoblibUnpickler(_Base):
         charge the collidable ones (:meth:`_collide`)."""
         total = self._hashed[0]
         colliding = 0
+        if _ONE_VISIT.isdisjoint(set(map(type, items))):
+            # no tuple, frozenset or exact int (str keys of a vocabulary): each key costs one
+            # visit and none can collide, as in the loop below, at C speed
+            total += len(items)
+            items = ()
         for x in items:
             tp = type(x)
             if tp is tuple or tp is frozenset:
@@ -508,6 +517,8 @@ class _JoblibUnpickler(_Base):
     def _entering(self, items: list, code: int) -> None:
         """Charge the collidable values that enter a list or a tuple: the builder may pass it
         to ``set``, ``frozenset`` or ``dict`` (protocols 0 to 3 pickle sets that way)."""
+        if _ONE_VISIT.isdisjoint(set(map(type, items))):
+            return  # only tuples, frozensets and exact ints can be collidable (_collidable)
         colliding = 0
         for x in items:
             colliding += self._collidable(x)
