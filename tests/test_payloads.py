@@ -243,3 +243,27 @@ def test_deferred_loads_equal_pickle(tmp_path_factory, values, protocol):
             assert g.flags.writeable == w.flags.writeable
         else:
             assert g == w
+
+
+def _bytes_ops_stream() -> bytes:
+    """Unframed protocol-4 stream: BINBYTES8/BYTEARRAY8/BINBYTES just below and at 64 KiB."""
+    n = P.MIN_PAYLOAD
+    parts = [b"\x80\x04(", b"\x8e" + (n - 1).to_bytes(8, "little") + b"a" * (n - 1)]
+    parts.append(b"\x8e" + n.to_bytes(8, "little") + b"b" * n)
+    parts.append(b"\x96" + (n + 1).to_bytes(8, "little") + b"c" * (n + 1))
+    parts.append(b"B" + n.to_bytes(4, "little") + b"d" * n)
+    parts.append(b"B" + (n - 1).to_bytes(4, "little") + b"e" * (n - 1))
+    return b"".join(parts) + b"l."
+
+
+def test_prescan_records_large_payload_opcodes_in_c_and_python():
+    from safeload.readers import opscan
+
+    data = _bytes_ops_stream()
+    n = P.MIN_PAYLOAD
+    want = [3 + 9 + n - 1, 3 + 2 * 9 + 2 * n - 1, 3 + 3 * 9 + 3 * n]
+    py = opscan._scan_opcodes_py(data, DEFAULT_LIMITS)
+    assert py.payload_offsets == want
+    if opscan._opscan is not None:
+        assert opscan._scan_opcodes_c(data, DEFAULT_LIMITS) == py
+    assert safeload.loads(data) == pickle.loads(data)

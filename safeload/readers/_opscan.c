@@ -5,7 +5,7 @@
  * the opcodes of one pickle stream without building anything and returns either
  *
  *     (0, protocol, end, n_opcodes, globals, exts, persids, buffers, trailing,
- *      max_memo_index, joblib, stack_error, hash_visits, collidable)
+ *      max_memo_index, joblib, stack_error, hash_visits, collidable, payloads)
  *
  * or, for a stream that must be refused, (error_code, a, b, c).  opscan._error() turns the
  * error tuple into the exception, so messages are defined in Python only.
@@ -24,6 +24,9 @@
 #include <string.h>
 
 /* Argument kinds; same numbers as _INVALID ... _LINE2 in opscan.py. */
+/* opscan.LARGE_PAYLOAD: bytes payloads recorded in StreamInfo.payload_offsets */
+#define LARGE_PAYLOAD 65536
+
 enum { K_INVALID, K_FIXED, K_LEN1, K_LEN4S, K_LEN4U, K_LEN8U, K_LINE, K_LINE2 };
 
 /* Error codes; same numbers as _E_* in opscan.py. */
@@ -156,6 +159,7 @@ typedef struct {
     uint64_t end, nops, trailing;
     int64_t max_memo_index;
     vec_t globals, exts, persids, buffers;
+    vec_t payloads;     /* BINBYTES/BINBYTES8/BYTEARRAY8 of LARGE_PAYLOAD bytes or more */
     int err;            /* E_* */
     uint64_t ev[3];     /* the error's numbers */
     unsigned ev_signed; /* bit i set: ev[i] holds an int64_t */
@@ -633,11 +637,16 @@ static void scan_stream(scan_t *s)
             else if ((op == OP_BINUNICODE || op == OP_BINSTRING) &&
                      is_marker(s, pos + 5, (uint64_t)len))
                 goto joblib;
+            else if (op == 'B' && len >= LARGE_PAYLOAD && push(s, &s->payloads, pos) < 0)
+                return;
             nxt = pos + 5 + (uint64_t)len; /* len < 2**32: no overflow */
         }
         else if (kind == K_LEN8U) {
             uint64_t len;
             read_le(s, pos + 1, 8, 0, &len);
+            if ((op == 0x8e || op == 0x96) && len >= LARGE_PAYLOAD &&
+                push(s, &s->payloads, pos) < 0)
+                return;
             if (len > n - pos) { /* certainly past the end; keep the sum in two parts */
                 past_hi = len;
                 nxt = pos + 9;
@@ -772,12 +781,14 @@ static PyObject *build_result(const scan_t *s)
     }
     PyObject *g = to_list(&s->globals), *e = to_list(&s->exts);
     PyObject *p = to_list(&s->persids), *b = to_list(&s->buffers), *res = NULL;
-    if (g && e && p && b)
-        res = Py_BuildValue("(iiKKOOOOKLOLKK)", 0, s->protocol, (unsigned long long)s->end,
+    PyObject *pl = to_list(&s->payloads);
+    if (g && e && p && b && pl)
+        res = Py_BuildValue("(iiKKOOOOKLOLKKO)", 0, s->protocol, (unsigned long long)s->end,
                             (unsigned long long)s->nops, g, e, p, b,
                             (unsigned long long)s->trailing, (long long)s->max_memo_index,
                             s->joblib ? Py_True : Py_False, (long long)s->stack_error,
-                            (unsigned long long)s->hashed, (unsigned long long)s->colliding);
+                            (unsigned long long)s->hashed, (unsigned long long)s->colliding, pl);
+    Py_XDECREF(pl);
     Py_XDECREF(g);
     Py_XDECREF(e);
     Py_XDECREF(p);
@@ -825,6 +836,7 @@ static PyObject *opscan_scan(PyObject *Py_UNUSED(module), PyObject *args)
     PyMem_RawFree(s.exts.v);
     PyMem_RawFree(s.persids.v);
     PyMem_RawFree(s.buffers.v);
+    PyMem_RawFree(s.payloads.v);
     PyMem_RawFree(s.ws.v);
     PyMem_RawFree(s.cs.v);
     PyMem_RawFree(s.memo_cls);

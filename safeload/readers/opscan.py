@@ -107,6 +107,10 @@ _OP = {name: code for code, name in OPCODE_NAMES.items()}
 _STOP = _OP["STOP"]
 _PROTO = _OP["PROTO"]
 _FRAME = _OP["FRAME"]
+_BINBYTES = _OP["BINBYTES"]
+_BYTES8_OPS = frozenset({_OP["BINBYTES8"], _OP["BYTEARRAY8"]})
+#: bytes payloads at least this large are recorded (StreamInfo.payload_offsets)
+LARGE_PAYLOAD = 64 * 1024
 _GLOBAL_OPS = frozenset({_OP["GLOBAL"], _OP["STACK_GLOBAL"], _OP["INST"]})
 _EXT_OPS = frozenset({_OP["EXT1"], _OP["EXT2"], _OP["EXT4"]})
 _PERSID_OPS = frozenset({_OP["PERSID"], _OP["BINPERSID"]})
@@ -394,6 +398,10 @@ class StreamInfo:
         expanded, shared ones each time they are reached; saturates at ``2**62``), plus the
         worst-case collision probes of the collidable values (``collidable * (collidable - 1)
         / 2``), up to ``stack_error``.  At most ``Limits.max_items``.
+    payload_offsets : list of int
+        Offsets of the ``BINBYTES``/``BINBYTES8``/``BYTEARRAY8`` opcodes whose payload has
+        :data:`LARGE_PAYLOAD` bytes or more, up to where the scan stopped: the opcodes the
+        restricted loader may leave in the file (:mod:`safeload.readers.payloads`).
     collidable : int
         Values whose hash can be chosen to collide (see the module docstring) hashed as dict
         keys or set items or placed in lists and tuples, up to ``stack_error``.
@@ -413,6 +421,7 @@ class StreamInfo:
     stack_error: int = -1
     hash_visits: int = 0
     collidable: int = 0
+    payload_offsets: list[int] = field(default_factory=list)
 
 
 def scan_opcodes(
@@ -749,6 +758,8 @@ def _scan_opcodes_py(
                     raise _error(_E_MAX_INT, pos, length, op, data, limits)
                 arg = 1 + (length >> 3)
                 cls = _int_class(length)
+            elif op == _BINBYTES and length >= LARGE_PAYLOAD:
+                info.payload_offsets.append(pos)
             elif (
                 length in _MARKER_LENS
                 and op in _STRING_OPS
@@ -760,7 +771,10 @@ def _scan_opcodes_py(
                 return _finish(info, model)
             nxt = pos + 5 + length
         elif kind == _LEN8U:
-            nxt = pos + 9 + int.from_bytes(data[pos + 1 : pos + 9], "little")
+            length = int.from_bytes(data[pos + 1 : pos + 9], "little")
+            if op in _BYTES8_OPS and length >= LARGE_PAYLOAD:
+                info.payload_offsets.append(pos)
+            nxt = pos + 9 + length
         elif kind in (_LINE, _LINE2):
             end = find(b"\n", pos + 1)
             if end < 0:

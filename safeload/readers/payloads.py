@@ -19,10 +19,13 @@ How, without trusting anything new:
 * :func:`skeleton` is the stream with each such opcode and its payload replaced by one
   ``NEXT_BUFFER`` opcode (PEP 574); the unpickler gets an iterator of :class:`Payload` markers as
   its ``buffers``, so ``NEXT_BUFFER`` pushes the marker where the bytes would have been.
-* The skeleton is pre-scanned again by :func:`~safeload.readers.opscan.scan_opcodes` and its
-  out-of-band buffer opcodes must be exactly the ones inserted: the C unpickler only ever runs
-  on a stream the pre-scan accepted, opcode for opcode.  A stream with its own
-  ``NEXT_BUFFER``/``READONLY_BUFFER`` never gets here (it is refused as before).
+* Every opcode the walk replaces must be one the pre-scan met in its linear walk of the whole
+  stream (:attr:`~safeload.readers.opscan.StreamInfo.payload_offsets`): a frame that ends
+  inside an opcode can not make the walk replace bytes that are not an opcode.  The skeleton
+  then holds the pre-scanned opcodes in the same order, each replaced one by a ``NEXT_BUFFER``
+  with the same stack effect, and frames unchanged (the replaced opcodes are between them).  A
+  stream with its own ``NEXT_BUFFER``/``READONLY_BUFFER`` never gets here (it is refused as
+  before).
 
 Payloads are read with ``seek`` + ``readinto`` (never a memory map, so a file truncated while it
 loads is a :class:`~safeload.errors.FormatError`, not a ``SIGBUS``).
@@ -35,12 +38,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
+from .opscan import LARGE_PAYLOAD
 
 __all__ = ["MIN_PAYLOAD", "Payload", "PayloadSource", "find_payloads", "skeleton"]
 
 #: Payloads smaller than this stay in the stream.  Picklers frame everything below 64 KiB
 #: (``_FRAME_SIZE_TARGET``), so in practice only array data is deferred.
-MIN_PAYLOAD = 64 * 1024
+MIN_PAYLOAD = LARGE_PAYLOAD
 
 _PROTO = 0x80
 _FRAME = 0x95

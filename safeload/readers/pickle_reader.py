@@ -220,35 +220,24 @@ def parse_pickle(
     return ParsedStream(root, ctx, info, payloads=payloads)
 
 
-#: defer only when the payloads outweigh the rest of the stream this many times
-_DEFER_RATIO = 4
+#: defer only when the payloads outweigh the rest of the stream (copied into the skeleton)
+_DEFER_RATIO = 1
 
 
 def _defer(data, info: StreamInfo, limits: Limits) -> tuple[bytes, list] | None:
     """``(skeleton, payload markers)`` for a framed stream with large payloads, else None.
 
-    The skeleton is pre-scanned like any stream, and its out-of-band buffer opcodes must be
-    exactly the inserted ones; otherwise (a stream whose opcodes straddle frames, say) the
-    original stream is parsed as it is.
+    Every opcode replaced must be one the pre-scan met (``info.payload_offsets``); otherwise
+    (a frame ending inside an opcode, say) the original stream is parsed as it is.
     """
-    if info.protocol < 4 or info.stack_error >= 0:
+    if info.protocol < 4 or info.stack_error >= 0 or info.buffer_offsets:
         return None  # unframed, or the unpickler fails on it anyway: parse it as it is
     found = find_payloads(data, info.start, info.end)
     deferred = sum(p.length for p in found)
     if deferred < _DEFER_RATIO * (info.end - info.start - deferred):
-        return None  # mostly opcodes: re-scanning and copying them costs more than it saves
-    skel, offsets = skeleton(data, info.start, info.end, found)
-    try:
-        check = scan_opcodes(skel, limits)
-    except SafeloadError:
+        return None  # mostly opcodes: copying them into a skeleton costs more than it saves
+    genuine = set(info.payload_offsets)
+    if any(p.op not in genuine for p in found):
         return None
-    if (
-        check.buffer_offsets != offsets
-        or check.ext_offsets
-        or check.persid_offsets
-        or check.joblib
-        or check.stack_error >= 0
-        or check.trailing
-    ):
-        return None
+    skel, _offsets = skeleton(data, info.start, info.end, found)
     return skel, found
