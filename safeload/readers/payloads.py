@@ -208,7 +208,7 @@ class PayloadSource:
                 raise _truncated(p, len(data))
             return data
         buf = bytearray(p.length)
-        self._fill(buf, p)
+        self.fill(buf, p)
         return buf
 
     def fresh(self, p: Payload) -> memoryview:
@@ -225,7 +225,7 @@ class PayloadSource:
         if self.data is not None:
             buf[:] = memoryview(self.data)[p.offset : p.offset + p.length]
         else:
-            self._fill(buf, p)
+            self.fill(buf, p)
         view = memoryview(buf)
         return view if p.mutable else view.toreadonly()
 
@@ -247,7 +247,7 @@ class PayloadSource:
         if buf is None or len(buf) < p.length or _exported(buf):
             buf = self._scratch[slot] = bytearray(max(p.length, len(buf) if buf else 0))
         view = memoryview(buf)[: p.length]
-        self._fill(view, p)
+        self.fill(view, p)
         return view.toreadonly()
 
     def still_lent(self, slots: Any) -> bool:
@@ -255,7 +255,14 @@ class PayloadSource:
         than the consumer's copy kept a borrowed array."""
         return any(_exported(self._scratch[slot]) for slot in slots if slot in self._scratch)
 
-    def _fill(self, buf: Any, p: Payload) -> None:
+    def fill(self, buf: Any, p: Payload) -> None:
+        """Read payload ``p`` into the writable buffer ``buf`` (``p.length`` bytes).
+
+        Raises
+        ------
+        FormatError
+            The file ends before the payload.
+        """
         fh = self.file
         fh.seek(p.offset)
         view = memoryview(buf)
