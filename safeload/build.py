@@ -30,7 +30,7 @@ from .errors import ForbiddenOperationError, FormatError, LimitExceededError, Sa
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
 from .limits import Limits
 from .policy import Policy
-from .readers.payloads import Payload
+from .readers.payloads import Payload, release_lent
 from .validate import ValidationBatch, has_validator, validate
 
 __all__ = ["Builder"]
@@ -219,15 +219,7 @@ class Builder:
         self.memo[key] = result
         return result
 
-    def _fresh_payload(self, payload: Payload) -> None:
-        """Memoize a payload that numpy's ``_frombuffer`` wraps as a view of new, uninitialised
-        memory (the array then owns its data through it, as with the unpickler's bytearray)."""
-        key = id(payload)
-        if key not in self.memo and self.payloads is not None:
-            self._count(1)
-            self.memo[key] = self.payloads.fresh(payload)
-
-    def _lend_tree_arrays(self, state: Any, depth: int) -> list[int]:
+    def _lend_tree_arrays(self, state: Any, depth: int) -> tuple[list[int], list, list]:
         """Build a tree state's ``nodes``/``values`` on borrowed views of their payloads.
 
         ``Tree.__setstate__`` copies both arrays into its own buffers, so their bytes are read
@@ -237,9 +229,11 @@ class Builder:
         once the state is set, so no view of the scratch buffer outlives the ``BUILD``.
         """
         if type(state) is not dict:
-            return []
+            return [], [], []
         memo = self.memo
         lent = []
+        views = []
+        buffers = []
         for slot, name in enumerate(("nodes", "values")):
             call = state.get(name)
             if type(call) is not Call or id(call) in memo or call.kwargs or call.ops:
@@ -254,12 +248,14 @@ class Builder:
                 continue
             payload = args[0]
             memo[id(payload)] = self.payloads.borrow(payload, slot)
+            views.append(memo[id(payload)])
+            buffers.append(self.payloads.scratch(slot))
             try:
                 self.build(call, depth)
             finally:
                 memo[id(payload)] = _CONSUMED
             lent.append(id(call))
-        return lent
+        return lent, views, buffers
 
     def _build_node(self, node: Any, key: int, depth: int) -> Any:
         memo = self.memo
@@ -278,9 +274,14 @@ class Builder:
             plan = self.plan(placeholder, kind)
         args = node.args
         if args and not _all_atomic(args):
-            if type(args[0]) is Payload and plan[0] is self._frombuffer:
-                self._fresh_payload(args[0])
-            args = tuple([self.build(a, depth) for a in args])
+            first = args[0]
+            if type(first) is Payload and plan[0] is self._frombuffer and id(first) not in memo:
+                # the array's own buffer, private to this call: another reference to the
+                # payload (never written by a pickler) gets its own bytes/bytearray
+                self._count(1)
+                args = (self.payloads.fresh(first), *[self.build(a, depth) for a in args[1:]])
+            else:
+                args = tuple([self.build(a, depth) for a in args])
         kwargs = node.kwargs
         if kwargs:
             kwargs = {self.build(k, depth): self.build(v, depth) for k, v in kwargs.items()}
@@ -444,9 +445,9 @@ class Builder:
             try:
                 if code == OP_BUILD:
                     state = op[1]
-                    lent = None
+                    lent = views = buffers = None
                     if self.payloads is not None and type(obj) is self._tree_type:
-                        lent = self._lend_tree_arrays(state, depth)
+                        lent, views, buffers = self._lend_tree_arrays(state, depth)
                     if migration is None:
                         if type(state) not in _ATOMIC:
                             state = build(state, depth)
@@ -466,11 +467,7 @@ class Builder:
                         graph_state.pop("values", None)
                         for key in (*lent, id(graph_state)):
                             self.memo[key] = _CONSUMED
-                        if self.payloads.still_lent((0, 1)):
-                            raise FormatError(
-                                f"{name}: its node or value array is also referenced from "
-                                "elsewhere in the file (scikit-learn never shares those)"
-                            )
+                        release_lent(views, buffers, name)
                 elif code == OP_SETITEM:
                     obj[build(op[1], depth)] = build(op[2], depth)
                 elif code == OP_EXTEND:

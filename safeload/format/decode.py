@@ -24,7 +24,7 @@ from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, S
 from ..graph import ParseContext
 from ..limits import Limits
 from ..policy import Policy
-from ..readers.payloads import Payload
+from ..readers.payloads import Payload, release_lent
 from .npyio import dtype_from_json
 
 __all__ = ["Decoder", "decode_globals"]
@@ -240,6 +240,8 @@ class Decoder:
         self.source: Any = None
         self._lend: dict[int, int] = {}  # array index -> scratch slot, while a tree's state decodes
         self._lent_slots: list[int] = []
+        self._lent_views: list[memoryview] = []
+        self._lent_buffers: list[bytearray] = []
         self.slots: list[Any] = []
         #: (g, tag) -> (builder plan, "new"/"call", "module.qualname"): resolved once per global
         self._plans: dict[tuple[int, str], tuple[Any, str, str]] = {}
@@ -625,6 +627,8 @@ class Decoder:
         slot = self._lend.pop(index, None)
         if slot is not None:
             view = source.borrow(lazy.payload(), slot)
+            self._lent_views.append(view)
+            self._lent_buffers.append(source.scratch(slot))
             flat = np.frombuffer(view, dtype=lazy.dtype, count=lazy.nbytes // lazy.dtype.itemsize)
             return flat.reshape(lazy.shape, order=lazy.order)
         arr = np.empty(lazy.shape, dtype=lazy.dtype, order=lazy.order)
@@ -672,11 +676,9 @@ class Decoder:
             state.pop("values", None)
             if state_slot < len(slots) and slots[state_slot] is state:
                 slots[state_slot] = _CONSUMED
-        if self.source.still_lent((0, 1)):
-            raise FormatError(
-                f"{name}: its node or value array is also referenced from elsewhere in the "
-                "file (scikit-learn never shares those)"
-            )
+        views, self._lent_views = self._lent_views, []
+        buffers, self._lent_buffers = self._lent_buffers, []
+        release_lent(views, buffers, name)
 
     def _pooled(self, v: dict, index: int) -> np.ndarray:
         """A small array stored as a slice of a 1-d pool member (FORMAT.md §4.4, rule G8).

@@ -40,7 +40,14 @@ import numpy as np
 from ..errors import FormatError
 from .opscan import LARGE_PAYLOAD
 
-__all__ = ["MIN_PAYLOAD", "Payload", "PayloadSource", "find_payloads", "skeleton"]
+__all__ = [
+    "MIN_PAYLOAD",
+    "Payload",
+    "PayloadSource",
+    "find_payloads",
+    "release_lent",
+    "skeleton",
+]
 
 #: Payloads smaller than this stay in the stream.  Picklers frame everything below 64 KiB
 #: (``_FRAME_SIZE_TARGET``), so in practice only array data is deferred.
@@ -52,6 +59,10 @@ _BINBYTES = 0x42  # 'B': 4-byte little-endian length
 _BINBYTES8 = 0x8E
 _BYTEARRAY8 = 0x96
 _NEXT_BUFFER = b"\x97"
+#: opcodes picklers leave unframed between large payloads (runs under 4 bytes get no FRAME):
+#: the walk steps over them; a wrong step is caught by the pre-scan's payload offsets
+_NO_ARG = frozenset(b"\x94()]}a\x85\x86\x87Rbesu\x81\x93N\x88\x89\x8f\x900")
+_ONE_BYTE_ARG = frozenset(b"qhK")  # BINPUT, BINGET, BININT1
 
 
 class Payload:
@@ -136,8 +147,10 @@ def find_payloads(data: Any, start: int, end: int) -> list[Payload]:
             if n >= MIN_PAYLOAD:
                 found.append(Payload(pos, pos + 5, n, False))
             pos += 5 + n
-        elif op == _PROTO:
+        elif op == _PROTO or op in _ONE_BYTE_ARG:
             pos += 2
+        elif op in _NO_ARG:
+            pos += 1
         else:
             break
     return found
@@ -230,30 +243,30 @@ class PayloadSource:
         return view if p.mutable else view.toreadonly()
 
     def borrow(self, p: Payload, slot: int) -> memoryview:
-        """A read-only view of the payload, valid until the next ``borrow`` of ``slot``.
+        """A read-only view of the payload in scratch buffer ``slot``.
 
-        For consumers that copy what they are given (``Tree.__setstate__``): bytes in memory
-        are viewed in place; a file's are read into scratch buffer ``slot``, reused from call to
-        call unless a view of it is still alive.
+        For consumers that copy what they are given (``Tree.__setstate__``): the buffer is
+        reused from call to call unless a view of it is still alive (then a new one is made);
+        :meth:`scratch` names the buffer a call used, for :func:`release_lent`.
 
         Raises
         ------
         FormatError
             The file ends before the payload.
         """
-        if self.data is not None:
-            return memoryview(self.data)[p.offset : p.offset + p.length].toreadonly()
         buf = self._scratch.get(slot)
         if buf is None or len(buf) < p.length or _exported(buf):
             buf = self._scratch[slot] = bytearray(max(p.length, len(buf) if buf else 0))
         view = memoryview(buf)[: p.length]
-        self.fill(view, p)
+        if self.data is not None:
+            view[:] = memoryview(self.data)[p.offset : p.offset + p.length]
+        else:
+            self.fill(view, p)
         return view.toreadonly()
 
-    def still_lent(self, slots: Any) -> bool:
-        """True when a view of one of these scratch buffers is still alive: something other
-        than the consumer's copy kept a borrowed array."""
-        return any(_exported(self._scratch[slot]) for slot in slots if slot in self._scratch)
+    def scratch(self, slot: int) -> bytearray:
+        """The scratch buffer the last :meth:`borrow` of ``slot`` filled."""
+        return self._scratch[slot]
 
     def fill(self, buf: Any, p: Payload) -> None:
         """Read payload ``p`` into the writable buffer ``buf`` (``p.length`` bytes).
@@ -272,6 +285,29 @@ class PayloadSource:
             if not n:
                 raise _truncated(p, got)
             got += n
+
+
+def release_lent(views: list, buffers: list, name: str) -> None:
+    """Drop the views a consumer borrowed (:meth:`PayloadSource.borrow`) once it is done, and
+    check that nothing else holds one: each scratch buffer it used must have no export left.
+
+    An array built on a view keeps it (or numpy's own view of it) alive, and with it an export
+    of the scratch buffer; so an export left over is an array that outlived the consumer.
+    (``memoryview.release`` is not used: it would succeed while numpy's own view lives on.)
+
+    Raises
+    ------
+    FormatError
+        One is still alive: the file shares a tree's node or value array with something else
+        (scikit-learn never does).  The buffer is then never reused (see ``borrow``).
+    """
+    views.clear()
+    for buf in buffers:
+        if _exported(buf):
+            raise FormatError(
+                f"{name}: its node or value array is also referenced from elsewhere in the "
+                "file (scikit-learn never shares those)"
+            )
 
 
 def _truncated(p: Payload, got: int) -> FormatError:

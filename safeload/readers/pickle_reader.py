@@ -189,14 +189,28 @@ def parse_pickle(
             )
         )
         return ParsedStream(None, ctx, info)
-    deferred = _defer(data, info, limits) if payloads is not None and payloads.usable else None
+    deferred = None
+    if payloads is not None and payloads.usable and context is None:
+        deferred = _defer(data, info, limits)
     if deferred is not None:
-        stream, buffers = io.BytesIO(deferred[0]), deferred[1]
-    else:
-        stream, buffers, payloads = (file if file is not None else io.BytesIO(data)), None, None
+        try:
+            root = _unpickle(io.BytesIO(deferred[0]), ctx, limits, deferred[1], len(data))
+            return ParsedStream(root, ctx, info, payloads=payloads)
+        except FormatError:
+            # The skeleton holds the pre-scanned opcodes in order, but a FRAME covering a
+            # replaced payload (never written by a pickler) now reaches past its end: parse
+            # the stream as it is, in a fresh context
+            ctx = ParseContext()
+    stream = file if file is not None else io.BytesIO(data)
+    root = _unpickle(stream, ctx, limits, None, len(data))
+    return ParsedStream(root, ctx, info)
+
+
+def _unpickle(stream: Any, ctx: ParseContext, limits: Limits, buffers: Any, size: int) -> Any:
+    """Run the inert C unpickler on ``stream``; every failure is a :class:`SafeloadError`."""
     unpickler = InertUnpickler(stream, ctx, limits, buffers=buffers)
     try:
-        root = unpickler.load()
+        return unpickler.load()
     except SafeloadError:
         raise
     except RecursionError as exc:
@@ -206,7 +220,7 @@ def parse_pickle(
     except MemoryError as exc:
         raise LimitExceededError(
             "max_decompressed_bytes",
-            len(data),
+            size,
             limits.max_decompressed_bytes,
             "the stream asked for more memory than is available",
         ) from exc
@@ -217,7 +231,6 @@ def parse_pickle(
         # build stage can free payloads as it consumes them.
         unpickler.memo = {}
         del unpickler
-    return ParsedStream(root, ctx, info, payloads=payloads)
 
 
 #: defer only when the payloads outweigh the rest of the stream (copied into the skeleton)
