@@ -64,6 +64,10 @@ _SMALL_FILE = 1 << 20
 #: reading from memory: large members totalling at least this are hashed on a worker thread;
 #: below it starting the thread costs more than the hash it would take off the main thread
 _THREAD_HASH = 512 << 10
+#: larger members are read at once, hashed chunk by chunk as they arrive: left in the file,
+#: their hash would need a second read (the pread copy costs more than lending saves; trees'
+#: node arrays are far smaller)
+_LAZY_MAX = 4 << 20
 #: a JSON nesting too deep for Python's parser is reported against max_depth
 DEFAULT_MAX_DEPTH = Limits().max_depth
 _JSON_DEPTH_HIT = 1000
@@ -703,7 +707,7 @@ def read_arrays(
     mapped : mmap.mmap, optional
         Map kept alive by the returned views (``mmap_mode="r"``).
     lazy : bool
-        Leave large stored members of a local file (``file``) in the file: the list holds a
+        Leave large stored members (64 KiB to 4 MiB) of a local file (``file``) in the file: the list holds a
         :class:`LazyArray` for each, which the decoder reads where the graph uses it (a tree's
         node and value arrays into a reused scratch buffer, :mod:`safeload.readers.payloads`),
         and a worker thread hashes them from the file meanwhile (``os.pread``).  The file must
@@ -779,7 +783,7 @@ def read_arrays(
                     pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
                 append(_from_bytes(mapped, start + hl, dtype, shape, count, order, copy=False))
                 continue
-            if lazy and nbytes >= _LARGE and file is not None and not in_memory:
+            if lazy and _LARGE <= nbytes < _LAZY_MAX and file is not None and not in_memory:
                 append(LazyArray(name, start + hl, dtype, shape, order, nbytes))
                 if verify:
                     lazy_parts.append((name, start, member.size))
