@@ -4,11 +4,6 @@ hashed from the file on a worker thread meanwhile."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import zipfile
-
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
@@ -17,8 +12,9 @@ from sklearn.preprocessing import StandardScaler
 import safeload
 from safeload.errors import FormatError, IntegrityError
 from safeload.format import decode as D
-from safeload.format.zipio import STORED, ZipWriter
 from safeload.readers import payloads as P
+
+from ._safezip import edit, member_offsets, read_graph
 
 
 @pytest.fixture(scope="module")
@@ -72,41 +68,13 @@ def test_large_arrays_outside_trees_are_fresh_and_writable(tmp_path):
     assert safeload.load(path).mean_[0] == scaler.mean_[0]
 
 
-def _members(data: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
-
-
-def _rewrite(members: dict[str, bytes], graph: dict | None = None) -> bytes:
-    """The archive with ``graph`` as graph.json (if given) and the manifest's hashes redone."""
-    members = dict(members)
-    if graph is not None:
-        members["graph.json"] = json.dumps(graph, separators=(",", ":")).encode()
-    manifest = json.loads(members["manifest.json"])
-    for name, raw in members.items():
-        if name != "manifest.json":
-            manifest["members"][name] = {
-                "size": len(raw),
-                "sha256": hashlib.sha256(raw).hexdigest(),
-            }
-    members["manifest.json"] = json.dumps(manifest, separators=(",", ":")).encode()
-    out = io.BytesIO()
-    writer = ZipWriter(out)
-    for name, raw in members.items():
-        writer.write_member(name, raw, STORED)
-    writer.finish()
-    return out.getvalue()
-
-
 def test_a_changed_byte_in_a_lent_array_is_named(forest, tmp_path):
     model, _ = forest
-    members = _members(safeload.dumps(model))
-    name = max((n for n in members if n.startswith("arrays/")), key=lambda n: len(members[n]))
-    raw = bytearray(members[name])
-    raw[-1000] ^= 0x01  # inside a tree's node array (valid-looking: still loads, hash differs)
-    data = bytearray(_rewrite(members))
-    start = bytes(data).index(bytes(raw[:-1000]))  # unchanged prefix of the member
-    data[start + len(raw) - 1000] ^= 0x01
+    data = bytearray(safeload.dumps(model))
+    offsets = member_offsets(bytes(data))
+    name = max((n for n in offsets if n.startswith("arrays/")), key=lambda n: offsets[n][1])
+    start, size = offsets[name]
+    data[start + size - 1000] ^= 0x01  # inside a tree's node array: still loads, hash differs
     path = tmp_path / "bad.safeload"
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError) as info:
@@ -116,7 +84,7 @@ def test_a_changed_byte_in_a_lent_array_is_named(forest, tmp_path):
 
 def _tree_state_and_slot(path, monkeypatch):
     """(graph, the JSON state of the first tree, the slot of its nodes array)."""
-    graph = json.loads(_members(path.read_bytes())["graph.json"])
+    graph = read_graph(path.read_bytes())
     seen = {}
     original = D.Decoder._ndarray
 
@@ -150,27 +118,32 @@ def _tree_state_and_slot(path, monkeypatch):
     return graph, state, seen[state["v"]["nodes"]["i"]]
 
 
-def test_a_tree_array_referenced_inside_its_state_is_refused(forest, tmp_path, monkeypatch):
+def _ref_inside_state(graph, state, slot):
+    state["v"]["extra"] = {"$": "ref", "id": slot}
+
+
+def _ref_after_tree(graph, state, slot):
+    graph["root"] = [graph["root"], {"$": "ref", "id": slot}]
+
+
+@pytest.mark.parametrize(
+    ("forge", "message"),
+    [
+        (_ref_inside_state, "also referenced from elsewhere"),
+        (_ref_after_tree, "after the tree copied it"),
+    ],
+)
+def test_a_lent_tree_array_referenced_again_is_refused(
+    forest, tmp_path, monkeypatch, forge, message
+):
     model, _ = forest
     path = tmp_path / "rf.safeload"
     safeload.dump(model, path)
     graph, state, slot = _tree_state_and_slot(path, monkeypatch)
-    state["v"]["extra"] = {"$": "ref", "id": slot}
+    forge(graph, state, slot)
     forged = tmp_path / "forged.safeload"
-    forged.write_bytes(_rewrite(_members(path.read_bytes()), graph))
-    with pytest.raises(FormatError, match="also referenced from elsewhere"):
-        safeload.load(forged)
-
-
-def test_a_tree_array_referenced_after_the_tree_is_refused(forest, tmp_path, monkeypatch):
-    model, _ = forest
-    path = tmp_path / "rf.safeload"
-    safeload.dump(model, path)
-    graph, _state, slot = _tree_state_and_slot(path, monkeypatch)
-    graph["root"] = [graph["root"], {"$": "ref", "id": slot}]
-    forged = tmp_path / "forged.safeload"
-    forged.write_bytes(_rewrite(_members(path.read_bytes()), graph))
-    with pytest.raises(FormatError, match="after the tree copied it"):
+    forged.write_bytes(edit(path.read_bytes(), graph=lambda _: graph))
+    with pytest.raises(FormatError, match=message):
         safeload.load(forged)
 
 
