@@ -7,15 +7,16 @@ array's bytes into a fresh ``bytearray`` (a 100 MB copy into newly faulted pages
 and builds afterwards, so it can do better: the parse leaves each large payload in the file and
 the builder reads it where it is consumed.  A tree's node and value payloads are read into a
 reused scratch buffer that ``Tree.__setstate__`` copies from (no fresh pages, no copy kept);
-every other payload is read into a fresh ``bytes``/``bytearray`` exactly as the unpickler would
-have made it.
+a payload numpy's ``_frombuffer`` wraps is read into uninitialised memory of its own; every
+other payload is read into a fresh ``bytes``/``bytearray`` exactly as the unpickler would have
+made it.  The safe format's decoder lends its tree arrays through the same scratch buffers.
 
 How, without trusting anything new:
 
 * :func:`find_payloads` hops over the stream's top level — ``FRAME``\\ s and the large
   ``BINBYTES``/``BINBYTES8``/``BYTEARRAY8`` that picklers write *between* frames (protocol 4
-  and 5 framing: ``pickle._Framer``, ``_Pickler_write_bytes`` in ``Modules/_pickle.c``) — and
-  stops at anything else.
+  and 5 framing: ``pickle._Framer``, ``_Pickler_write_bytes`` in ``Modules/_pickle.c``) and
+  the short opcodes they leave unframed — and stops at anything else.
 * :func:`skeleton` is the stream with each such opcode and its payload replaced by one
   ``NEXT_BUFFER`` opcode (PEP 574); the unpickler gets an iterator of :class:`Payload` markers as
   its ``buffers``, so ``NEXT_BUFFER`` pushes the marker where the bytes would have been.
@@ -23,9 +24,12 @@ How, without trusting anything new:
   stream (:attr:`~safeload.readers.opscan.StreamInfo.payload_offsets`): a frame that ends
   inside an opcode can not make the walk replace bytes that are not an opcode.  The skeleton
   then holds the pre-scanned opcodes in the same order, each replaced one by a ``NEXT_BUFFER``
-  with the same stack effect, and frames unchanged (the replaced opcodes are between them).  A
-  stream with its own ``NEXT_BUFFER``/``READONLY_BUFFER`` never gets here (it is refused as
-  before).
+  with the same stack effect.  A FRAME that covers a replaced opcode (picklers never write
+  one) may then reach past the skeleton's end: the unpickler refuses it, and the stream is
+  parsed again as it is.  A stream with its own ``NEXT_BUFFER``/``READONLY_BUFFER`` never gets
+  here (it is refused as before).
+* A lent view must be gone once its consumer is done (:func:`release_lent`): an array that
+  outlived it refuses the file, and its scratch buffer is never reused.
 
 Payloads are read with ``seek`` + ``readinto`` (never a memory map, so a file truncated while it
 loads is a :class:`~safeload.errors.FormatError`, not a ``SIGBUS``).
@@ -125,9 +129,12 @@ def find_payloads(data: Any, start: int, end: int) -> list[Payload]:
 
     Notes
     -----
-    The walk stops at the first opcode outside a frame that is not ``PROTO``, ``FRAME`` or a
-    bytes opcode, and after ``1000 + (end - start) // 4096`` hops (a stream of tiny frames is
-    parsed the ordinary way rather than walked slowly in Python).
+    The walk steps over ``PROTO``, frames, bytes opcodes and the one- and two-byte
+    opcodes picklers leave unframed (``MEMOIZE``, ``MARK``, ``BINPUT`` ...), stops at anything
+    else, and after ``1000 + (end - start) // 4096`` hops (a stream of tiny frames is parsed
+    the ordinary way rather than walked slowly in Python).  It may be fooled by a frame that
+    ends inside an opcode; the caller keeps only payloads at offsets the pre-scan's linear
+    walk met (``StreamInfo.payload_offsets``).
     """
     found: list[Payload] = []
     pos = start
