@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import mmap
-import os
 import re
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,9 +30,8 @@ from ..build import Builder
 from ..errors import FormatError, IntegrityError, LimitExceededError
 from ..limits import Limits
 from ..policy import Policy
-from ..readers.payloads import PayloadSource
 from ..source import Source
-from .decode import Decoder, LazyArray, decode_globals
+from .decode import Decoder, decode_globals
 from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
 from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, crc32, read_index
@@ -64,10 +62,6 @@ _SMALL_FILE = 1 << 20
 #: reading from memory: large members totalling at least this are hashed on a worker thread;
 #: below it starting the thread costs more than the hash it would take off the main thread
 _THREAD_HASH = 512 << 10
-#: larger members are read at once, hashed chunk by chunk as they arrive: left in the file,
-#: their hash would need a second read (the pread copy costs more than lending saves; trees'
-#: node arrays are far smaller)
-_LAZY_MAX = 4 << 20
 #: a JSON nesting too deep for Python's parser is reported against max_depth
 DEFAULT_MAX_DEPTH = Limits().max_depth
 _JSON_DEPTH_HIT = 1000
@@ -679,7 +673,6 @@ def read_arrays(
     mmap_mode: str | None = None,
     file: IO[bytes] | None = None,
     mapped: Any = None,
-    lazy: bool = False,
 ) -> tuple[list[np.ndarray], Any]:
     """Read and check every array member; hash them (unless ``verify`` is False) on a worker.
 
@@ -706,12 +699,6 @@ def read_arrays(
         The same bytes as a file, to ``readinto`` large arrays without a page-fault per page.
     mapped : mmap.mmap, optional
         Map kept alive by the returned views (``mmap_mode="r"``).
-    lazy : bool
-        Leave large stored members (64 KiB to 4 MiB) of a local file (``file``) in the file: the list holds a
-        :class:`LazyArray` for each, which the decoder reads where the graph uses it (a tree's
-        node and value arrays into a reused scratch buffer, :mod:`safeload.readers.payloads`),
-        and a worker thread hashes them from the file meanwhile (``os.pread``).  The file must
-        stay open until ``finish`` returned.
 
     Raises
     ------
@@ -739,8 +726,6 @@ def read_arrays(
     in_memory = not isinstance(data, mmap.mmap)
     deferred: list[tuple[str, int, int]] = []
     job: _HashThread | None = None
-    lazy_parts: list[tuple[str, int, int]] = []
-    file_job: _HashThread | None = None
     try:
         for i, raw_spec in enumerate(specs):
             dtype, shape, order, nbytes, header = _array_spec(raw_spec, i, dtypes, limits)
@@ -783,12 +768,6 @@ def read_arrays(
                     pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
                 append(_from_bytes(mapped, start + hl, dtype, shape, count, order, copy=False))
                 continue
-            if lazy and _LARGE <= nbytes < _LAZY_MAX and file is not None and not in_memory:
-                append(LazyArray(name, start + hl, dtype, shape, order, nbytes))
-                if verify:
-                    lazy_parts.append((name, start, member.size))
-                    pending.append((name, None))  # from the file-hashing thread
-                continue
             if nbytes >= _LARGE and file is not None and not in_memory:
                 arr = np.empty(shape, dtype=dtype, order=order)
                 raw = _raw_bytes(arr)
@@ -814,8 +793,6 @@ def read_arrays(
                 else:
                     pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
             append(_from_bytes(view, start + hl, dtype, shape, count, order, copy=True))
-        if lazy_parts:
-            file_job = _HashThread(None, lazy_parts, fd=file.fileno())  # type: ignore[union-attr]
         if deferred:
             if sum(size for _, _, size in deferred) >= _THREAD_HASH:
                 job = _HashThread(data, deferred)
@@ -835,8 +812,7 @@ def read_arrays(
             bad = []
             for name, digest in pending:
                 if digest is None:
-                    hasher = file_job if file_job is not None and file_job.has(name) else job
-                    digest = hasher.digest(name)  # type: ignore[union-attr]
+                    digest = job.digest(name)  # type: ignore[union-attr]
                 elif type(digest) is not str:
                     digest = digest.result()
                 if digest != members[name]["sha256"]:
@@ -846,8 +822,6 @@ def read_arrays(
                 pool.shutdown(wait=True)
             if job is not None:
                 job.join()
-            if file_job is not None:
-                file_job.join()
         if bad:
             raise IntegrityError(bad)
 
@@ -868,45 +842,18 @@ class _HashThread:
     parts : list of (name, offset, size)
     """
 
-    def __init__(self, data: Any, parts: list[tuple[str, int, int]], fd: int | None = None):
+    def __init__(self, data: Any, parts: list[tuple[str, int, int]]):
         self._digests: dict[str, str] = {}
-        self._names = {name for name, _, _ in parts}
         self._error: BaseException | None = None
         self._done = _thread.allocate_lock()
         self._done.acquire()
-        run = self._run if fd is None else self._run_file
-        _thread.start_new_thread(run, (fd if fd is not None else data, parts))
-
-    def has(self, name: str) -> bool:
-        """Whether member ``name`` is one this thread hashes."""
-        return name in self._names
+        _thread.start_new_thread(self._run, (data, parts))
 
     def _run(self, data: Any, parts: list[tuple[str, int, int]]) -> None:
         try:
             with memoryview(data) as view:
                 for name, start, size in parts:
                     self._digests[name] = hashlib.sha256(view[start : start + size]).hexdigest()
-        except BaseException as exc:  # noqa: BLE001 - re-raised by digest() on the caller
-            self._error = exc
-        finally:
-            self._done.release()
-
-    def _run_file(self, fd: int, parts: list[tuple[str, int, int]]) -> None:
-        """Hash members read from the file with ``os.pread`` (no shared file position, no
-        mapping: a file cut short gives a digest that differs, never a ``SIGBUS``)."""
-        try:
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            for name, start, size in parts:
-                h = hashlib.sha256()
-                pos, end = start, start + size
-                while pos < end:
-                    n = os.preadv(fd, [view[: min(_CHUNK, end - pos)]], pos)
-                    if n <= 0:
-                        break  # ended early: the digest differs from the manifest's
-                    h.update(view[:n])
-                    pos += n
-                self._digests[name] = h.hexdigest()
         except BaseException as exc:  # noqa: BLE001 - re-raised by digest() on the caller
             self._error = exc
         finally:
@@ -1026,7 +973,6 @@ def load_parts(
         if src.file is None:
             raise ValueError("mmap_mode needs a local file path")
         mapped = mmap.mmap(src.file.fileno(), 0, access=mmap.ACCESS_READ)
-    lazy = src.file is not None and not mmap_mode and isinstance(data, mmap.mmap)
     arrays, finish = read_arrays(
         safe,
         data,
@@ -1035,11 +981,8 @@ def load_parts(
         mmap_mode=mmap_mode,
         file=src.file,
         mapped=mapped,
-        lazy=lazy,
     )
     decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays)
-    if lazy:
-        decoder.source = PayloadSource(None, src.file)
     out: dict[str, Any] = {"manifest": safe.manifest}
     try:
         for key in keys:

@@ -24,14 +24,11 @@ from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, S
 from ..graph import ParseContext
 from ..limits import Limits
 from ..policy import Policy
-from ..readers.payloads import Payload, release_lent
 from .npyio import dtype_from_json
 
 __all__ = ["Decoder", "decode_globals"]
 
 _IN_PROGRESS = object()
-#: slot of an array lent to a tree's state (and of that state), gone once the tree copied it
-_CONSUMED = object()
 _ATOMS = (str, int, float, bool, type(None))
 _HEX = re.compile(r"-?[0-9a-f]+\Z")
 _CONSTS = {"Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
@@ -99,37 +96,6 @@ def _dispatch_table(cls: type) -> dict[str, tuple[Any, frozenset[str]]]:
         table = {tag: (getattr(cls, name), TAG_KEYS[tag]) for tag, name in _HANDLERS.items()}
         _TABLES[cls] = table
     return table
-
-
-class LazyArray:
-    """A large stored array member left in the file by :func:`read_arrays` (``lazy=True``).
-
-    Attributes
-    ----------
-    name : str
-        Member name (for messages).
-    offset : int
-        Byte offset of the array data (after the ``.npy`` header) in the file.
-    dtype : numpy.dtype
-    shape : tuple of int
-    order : {"C", "F"}
-    nbytes : int
-        Data size in bytes, checked against the limits and the member size.
-    """
-
-    __slots__ = ("name", "offset", "dtype", "shape", "order", "nbytes")
-
-    def __init__(self, name: str, offset: int, dtype: Any, shape: tuple, order: str, nbytes: int):
-        self.name = name
-        self.offset = offset
-        self.dtype = dtype
-        self.shape = shape
-        self.order = order
-        self.nbytes = nbytes
-
-    def payload(self) -> Payload:
-        """The :class:`~safeload.readers.payloads.Payload` of its bytes (read as writable)."""
-        return Payload(-1, self.offset, self.nbytes, True)
 
 
 def _all_atoms(items: list) -> bool:
@@ -236,12 +202,6 @@ class Decoder:
         self.limits: Limits = builder.limits
         self.arrays = arrays
         self._array_used = [False] * len(arrays)
-        #: where LazyArray members are read from (safeload.readers.payloads.PayloadSource)
-        self.source: Any = None
-        self._lend: dict[int, int] = {}  # array index -> scratch slot, while a tree's state decodes
-        self._lent_slots: list[int] = []
-        self._lent_views: list[memoryview] = []
-        self._lent_buffers: list[bytearray] = []
         self.slots: list[Any] = []
         #: (g, tag) -> (builder plan, "new"/"call", "module.qualname"): resolved once per global
         self._plans: dict[tuple[int, str], tuple[Any, str, str]] = {}
@@ -397,12 +357,6 @@ class Decoder:
         hit = self.slots[ref]
         if hit is _IN_PROGRESS:
             raise _bad("G5", "a value is referenced inside its own construction")
-        if hit is _CONSUMED:
-            raise _bad(
-                "G5",
-                "a reference to a tree's node or value array (or its state) after the tree "
-                "copied it (scikit-learn never shares those)",
-            )
         self._count(self._sizes.get(ref, 0))
         return hit
 
@@ -611,74 +565,8 @@ class Decoder:
                 raise _bad("G8", "an array member is used by two values (use a reference)")
             self._array_used[index] = True
             value = self.arrays[index]
-            if type(value) is LazyArray:
-                if index in self._lend:
-                    self._lent_slots.append(len(self.slots))
-                value = self._materialize(index, value)
         self.slots.append(value)
         return value
-
-    def _materialize(self, index: int, lazy: LazyArray) -> np.ndarray:
-        """Read an array :func:`~safeload.format.archive.read_arrays` left in the file: into
-        new memory, or into a reused scratch buffer when it is lent to a tree's state."""
-        source = self.source
-        if source is None:
-            raise _bad("A3", f"{lazy.name}: an array left in the file without the file")
-        slot = self._lend.pop(index, None)
-        if slot is not None:
-            view = source.borrow(lazy.payload(), slot)
-            self._lent_views.append(view)
-            self._lent_buffers.append(source.scratch(slot))
-            flat = np.frombuffer(view, dtype=lazy.dtype, count=lazy.nbytes // lazy.dtype.itemsize)
-            return flat.reshape(lazy.shape, order=lazy.order)
-        arr = np.empty(lazy.shape, dtype=lazy.dtype, order=lazy.order)
-        source.fill(arr.reshape(-1, order="A").view(np.uint8), lazy.payload())
-        return arr
-
-    def _plan_lending(self, state: Any) -> list[int] | None:
-        """The arrays a tree's state names as whole members left in the file (``nodes``,
-        ``values``): ``Tree.__setstate__`` copies them, so they are read into scratch buffers
-        (see :meth:`safeload.build.Builder._lend_tree_arrays`, the pickle path's twin)."""
-        if type(state) is not dict or state.get("$") != "dict":
-            return None
-        body = state.get("v")
-        if type(body) is not dict:
-            return None
-        planned = []
-        arrays = self.arrays
-        for slot, key in enumerate(("nodes", "values")):
-            ent = body.get(key)
-            if type(ent) is not dict or len(ent) != 2 or ent.get("$") != "ndarray":
-                continue
-            i = ent.get("i")
-            if (
-                type(i) is int
-                and 0 <= i < len(arrays)
-                and type(arrays[i]) is LazyArray
-                and not self._array_used[i]
-                and i not in self._lend
-            ):
-                self._lend[i] = slot
-                planned.append(i)
-        return planned or None
-
-    def _end_lending(self, planned: list[int], state: Any, state_slot: int, name: str) -> None:
-        """Drop every reference the decoder holds to the lent arrays; refuse the file when
-        anything else still holds one (a view of a scratch buffer must not outlive BUILD)."""
-        slots = self.slots
-        for k in self._lent_slots:
-            slots[k] = _CONSUMED
-        self._lent_slots = []
-        for i in planned:
-            self._lend.pop(i, None)
-        if type(state) is dict:
-            state.pop("nodes", None)
-            state.pop("values", None)
-            if state_slot < len(slots) and slots[state_slot] is state:
-                slots[state_slot] = _CONSUMED
-        views, self._lent_views = self._lent_views, []
-        buffers, self._lent_buffers = self._lent_buffers, []
-        release_lent(views, buffers, name)
 
     def _pooled(self, v: dict, index: int) -> np.ndarray:
         """A small array stored as a slice of a 1-d pool member (FORMAT.md §4.4, rule G8).
@@ -689,8 +577,6 @@ class Decoder:
         was copied from the file, read-only under ``mmap_mode="r"``.
         """
         pool = self.arrays[index]
-        if type(pool) is LazyArray:  # a large pool left in the file: read once, kept
-            pool = self.arrays[index] = self._materialize(index, pool)
         at = v["at"]
         shape = v.get("shape")
         order = v.get("order", "C")
@@ -805,10 +691,6 @@ class Decoder:
         slots[slot] = result
         if "state" in v:
             state = v["state"]
-            planned = None
-            if self.source is not None and type(result) is builder._tree_type:
-                planned = self._plan_lending(state)
-            state_slot = len(slots)
             if type(state) not in _ATOM_TYPES:
                 state = self.dec(state, depth)
             try:
@@ -819,9 +701,6 @@ class Decoder:
                 raise FormatError(
                     f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
                 ) from exc
-            if planned is not None:
-                self._end_lending(planned, state, state_slot, name)
-                state = None
         if "items" in v:
             _extend(result, self._items(v, kind, depth), name)
         if "setitems" in v:
