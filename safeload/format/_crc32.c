@@ -20,7 +20,8 @@
  * low-degree half by x^n, modulo P, uses the constants reflect64(x^(n+63) mod P) and
  * reflect64(x^(n-1) mod P).  The folded 128-bit remainder is congruent to the data it
  * replaces, so the CRC of (remainder, tail) with a zero register is the CRC of the data.
- * The constants are derived (and the whole path checked against zlib) in tests/test_crc32.py.
+ * The constants are derived (and the whole path checked against zlib) in
+ * tests/test_format_writer.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
