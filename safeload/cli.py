@@ -327,6 +327,18 @@ def _short(finding: Any) -> str:
     return finding.rule
 
 
+def _policy_options(command: Any) -> Any:
+    """``-t/--trusted`` and ``--policy``: every command that reads model files takes both."""
+    command = click.option(
+        "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+        help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
+    )(command)  # fmt: skip
+    return click.option(
+        "-t", "--trusted", multiple=True, metavar="NAME",
+        help="Also trust this exact module.qualname (repeatable).",
+    )(command)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- commands
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="safeload")
@@ -345,14 +357,7 @@ def main() -> None:
     "-f", "--format", "output_format", type=click.Choice(["text", "json", "sarif"]),
     default="text", show_default=True, help="Output format.",
 )  # fmt: skip
-@click.option(
-    "-t", "--trusted", multiple=True, metavar="NAME",
-    help="Also trust this exact module.qualname (repeatable).",
-)  # fmt: skip
-@click.option(
-    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
-)  # fmt: skip
+@_policy_options
 @click.option(
     "-j", "--jobs", type=int, default=1, show_default=True,
     help="Files scanned in parallel through joblib (-1: all cores).",
@@ -511,14 +516,7 @@ def _write(
     "--show", type=click.Choice(["all", "untrusted"]), default="all", show_default=True,
     help="The whole tree, or only the paths leading to untrusted or forbidden things.",
 )  # fmt: skip
-@click.option(
-    "-t", "--trusted", multiple=True, metavar="NAME",
-    help="Also trust this exact module.qualname (repeatable).",
-)  # fmt: skip
-@click.option(
-    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
-)  # fmt: skip
+@_policy_options
 @click.option("--max-depth", type=click.IntRange(1, 100), default=24, show_default=True,
               help="Deepest object nesting shown.")  # fmt: skip
 @click.option("--max-children", type=click.IntRange(1, 100_000), default=25, show_default=True,
@@ -625,14 +623,7 @@ def _is_number(text: str) -> bool:
     "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
     show_default=True, help="Output format.",
 )  # fmt: skip
-@click.option(
-    "-t", "--trusted", multiple=True, metavar="NAME",
-    help="Also trust this exact module.qualname (repeatable).",
-)  # fmt: skip
-@click.option(
-    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
-)  # fmt: skip
+@_policy_options
 def verify_command(
     path: str,
     x_path: str | None,
@@ -697,14 +688,7 @@ def verify_command(
     "--report", "report_path", type=click.Path(dir_okay=False), metavar="FILE.json",
     help="Write the JSON report there, and the Markdown report next to it (.md).",
 )  # fmt: skip
-@click.option(
-    "-t", "--trusted", multiple=True, metavar="NAME",
-    help="Also trust this exact module.qualname (repeatable).",
-)  # fmt: skip
-@click.option(
-    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-    help="JSON policy pack (format of safeload/data/trusted.json) merged on the default.",
-)  # fmt: skip
+@_policy_options
 def convert_command(
     sources: tuple[str, ...],
     out: str,
