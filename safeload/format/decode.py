@@ -631,7 +631,8 @@ class Decoder:
         self.slots[slot] = value
         return value
 
-    def _masked(self, v: dict, depth: int) -> Any:
+    def _masked_parts(self, v: dict, depth: int) -> tuple[int, Any, Any, Any]:
+        """``(slot, data, mask, fill_value)`` of a ``masked`` value, checked (rules G4, G8)."""
         if not {"data", "mask", "fill_value"} <= v.keys():
             raise _bad("G4", "'masked' holds data, mask and fill_value")
         slot = self._reserve()
@@ -639,12 +640,20 @@ class Decoder:
         mask = self.dec(v["mask"], depth)
         fill = self.dec(v["fill_value"], depth)
         if (
-            type(data) is not np.ndarray
-            or type(mask) is not np.ndarray
+            not self._is_array(data)
+            or not self._is_array(mask)
             or mask.dtype != np.bool_
             or mask.shape != data.shape
         ):
             raise _bad("G8", "'masked' data is an array and mask a bool array of its shape")
+        return slot, data, mask, fill
+
+    @staticmethod
+    def _is_array(x: Any) -> bool:
+        return type(x) is np.ndarray
+
+    def _masked(self, v: dict, depth: int) -> Any:
+        slot, data, mask, fill = self._masked_parts(v, depth)
         try:
             value = np.ma.MaskedArray(data, mask=mask, copy=False)
             if fill is not None:
