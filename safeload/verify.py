@@ -35,7 +35,6 @@ and the file passes when it loads through the policy.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import math
 import os
@@ -185,11 +184,13 @@ def _add(report: VerificationReport, name: str, status: str, detail: str, **figu
 
 
 # --------------------------------------------------------------------------- byte checks
-def _digest(data: Any, member: Any) -> tuple[str | None, int, str | None]:
-    """``(sha256 hex, crc32, problem)`` of a member's uncompressed bytes, in chunks."""
+def _digest(data: Any, member: Any, blocked: bool) -> tuple[Any, int, str | None]:
+    """``(digest, crc32, problem)`` of a member's uncompressed bytes, in chunks: the digest is
+    the SHA-256 hex, or the list of block digests when ``blocked`` (:mod:`safeload.format.digest`)."""
+    from .format.digest import MemberHash
     from .format.zipio import DEFLATED
 
-    sha = hashlib.sha256()
+    sha = MemberHash(blocked)
     crc = 0
     start, end = member.data_offset, member.data_offset + member.compressed_size
     inflate = zlib.decompressobj(-15) if member.method == DEFLATED else None
@@ -213,7 +214,7 @@ def _digest(data: Any, member: Any) -> tuple[str | None, int, str | None]:
             return None, crc, "deflate data does not match its declared size"
     except zlib.error as exc:
         return None, crc, f"corrupt deflate data ({exc})"
-    return sha.hexdigest(), crc, None
+    return sha.result(), crc, None
 
 
 def _directory_difference(data: Any, index: dict) -> str | None:
@@ -243,6 +244,17 @@ def _directory_difference(data: Any, index: dict) -> str | None:
 
 def _short(digest: str | None) -> str:
     return (digest or "?")[:12] + "…"
+
+
+def _hash_difference(found: Any, recorded: Any) -> str:
+    """What differs between a member's digest and the manifest's: the whole SHA-256, or the
+    first 1 MiB block whose SHA-256 differs (format version 2 hashes large members per block)."""
+    if type(found) is not list or type(recorded) is not list:
+        return f"SHA-256 {_short(found)}, the manifest records {_short(recorded)}"
+    for k, (a, b) in enumerate(zip(found, recorded, strict=False)):
+        if a != b:
+            return f"block {k}: SHA-256 {_short(a)}, the manifest records {_short(b)}"
+    return f"{len(found)} blocks hashed, the manifest records {len(recorded)}"
 
 
 def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple[dict | None, bool]:  # noqa: E501
@@ -284,7 +296,7 @@ def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple
     checked = 0
     members = manifest.get("members", {}) if problem is None else {}
     for name, member in index.items():
-        sha, crc, trouble = _digest(data, member)
+        sha, crc, trouble = _digest(data, member, "sha256_blocks" in members.get(name, {}))
         if trouble is not None:
             failures[name] = trouble
             continue
@@ -293,10 +305,9 @@ def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple
         if name in members:
             checked += 1
             expected = members[name]
-            if sha != expected["sha256"]:
-                failures[name] = (
-                    f"SHA-256 {_short(sha)}, the manifest records {_short(expected['sha256'])}"
-                )
+            recorded = expected.get("sha256", expected.get("sha256_blocks"))
+            if sha != recorded:
+                failures[name] = _hash_difference(sha, recorded)
             elif member.size != expected["size"]:
                 failures[name] = f"{member.size:,} bytes, the manifest records {expected['size']:,}"
     if problem is not None:

@@ -8,13 +8,14 @@ version, an array with other values (its SHA-256 updated), a hostile graph.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zlib
 from collections.abc import Callable
 
 from safeload.format.zipio import DEFLATED, ZipWriter, read_index
+
+from ._safezip import member_entry
 
 MANIFEST = "manifest.json"
 
@@ -57,10 +58,7 @@ def rebuild(
     doc = json.loads(contents[MANIFEST])
     if rehash:
         for name in edits:
-            doc["members"][name] = {
-                "size": len(contents[name]),
-                "sha256": hashlib.sha256(contents[name]).hexdigest(),
-            }
+            doc["members"][name] = member_entry(contents[name], doc["format_version"])
     if manifest is not None:
         doc = manifest(doc)
     contents[MANIFEST] = json.dumps(doc, separators=(",", ":")).encode()

@@ -26,6 +26,7 @@ __all__ = [
     "build",
     "edit",
     "json_bytes",
+    "member_entry",
     "member_offsets",
     "npy_bytes",
     "read_graph",
@@ -57,13 +58,26 @@ def read_manifest(data: bytes) -> dict:
     return json.loads(read_members(data)[MANIFEST])
 
 
+BLOCK = 1 << 20  # FORMAT.md §3: version 2 hashes members over 1 MiB per 1 MiB block
+
+
+def member_entry(raw: bytes, version: int) -> dict:
+    """The manifest's ``members`` entry for ``raw`` in format ``version``, written out here
+    independently of :mod:`safeload.format.digest`."""
+    if version >= 2 and len(raw) > BLOCK:
+        blocks = [hashlib.sha256(raw[k : k + BLOCK]).hexdigest() for k in range(0, len(raw), BLOCK)]
+        return {"size": len(raw), "sha256_blocks": blocks}
+    return {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
 def rehash(members: dict[str, bytes]) -> dict[str, bytes]:
-    """Return ``members`` with the manifest's size/SHA-256 table recomputed for the others."""
+    """Return ``members`` with the manifest's size/SHA-256 table recomputed for the others
+    (in the form the manifest's ``format_version`` asks for)."""
     manifest = json.loads(members[MANIFEST])
+    version = manifest.get("format_version")
+    version = version if type(version) is int else 2
     manifest["members"] = {
-        name: {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-        for name, raw in members.items()
-        if name != MANIFEST
+        name: member_entry(raw, version) for name, raw in members.items() if name != MANIFEST
     }
     out = dict(members)
     out[MANIFEST] = json_bytes(manifest)

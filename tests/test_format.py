@@ -222,7 +222,7 @@ def test_manifest_records_format_versions_hashes_and_provenance(model):
     )
     members = sz.read_members(data)
     man = json.loads(members["manifest.json"])
-    assert man["format"] == "safeload" and man["format_version"] == 1
+    assert man["format"] == "safeload" and man["format_version"] == 2
     assert man["created"] == "2024-05-06T07:08:09Z"
     import numpy
     import scipy
@@ -503,7 +503,7 @@ def test_mmap_empty_arrays_are_read_only_too(tmp_path):
 
 def test_newer_format_version_is_refused_with_upgrade_advice():
     data = sz.edit(
-        safeload.dumps([1], created=CREATED), manifest=lambda m: m.update(format_version=2)
+        safeload.dumps([1], created=CREATED), manifest=lambda m: m.update(format_version=3)
     )
     with pytest.raises(FormatError, match="upgrade"):
         safeload.load(data)

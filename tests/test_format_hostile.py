@@ -1110,8 +1110,8 @@ def test_required_manifest_keys_are_enforced(empty, key):
         load(sz.edit(empty, manifest=drop))
 
 
-def test_format_version_2_says_to_upgrade(model_file):
-    hostile = sz.edit(model_file, manifest=lambda m: m.update(format_version=2))
+def test_format_version_3_says_to_upgrade(model_file):
+    hostile = sz.edit(model_file, manifest=lambda m: m.update(format_version=3))
     with pytest.raises(FormatError, match="upgrade safeload"):
         load(hostile)
     with pytest.raises(FormatError, match="upgrade safeload"):

@@ -73,9 +73,13 @@ def test_changed_large_members_are_all_named_in_member_order(verify):
 
 
 def test_hash_thread_reports_its_own_failure():
-    job = archive._HashThread(b"abc", [("x", 0, 3)])
+    job = archive._HashThread(b"abc", [("x", 0, 3, False)])
     assert job.digest("x") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    broken = archive._HashThread(None, [("x", 0, 3)])
+    blocked = archive._HashThread(b"abc", [("x", 0, 3, True)])
+    assert blocked.digest("x") == [
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    ]
+    broken = archive._HashThread(None, [("x", 0, 3, False)])
     with pytest.raises(TypeError):
         broken.digest("x")
     broken.join()

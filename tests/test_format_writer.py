@@ -28,6 +28,8 @@ import safeload
 from safeload.errors import UntrustedTypesError
 from safeload.format import archive, zipio
 
+from ._safezip import member_entry
+
 try:
     from safeload.format import _crc32  # type: ignore[attr-defined]
 except ImportError:  # optional C extension not built
@@ -129,14 +131,19 @@ def _check_manifest_hashes(data: bytes) -> dict:
         for name in names:
             raw = zf.read(name)
             entry = manifest["members"][name]
-            assert entry == {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+            assert entry == member_entry(raw, 2)
+            if len(raw) > 1 << 20:  # hashed per 1 MiB block, on both workers
+                assert len(entry["sha256_blocks"]) == -(-len(raw) // (1 << 20)) >= 2
+            else:
+                assert entry["sha256"] == hashlib.sha256(raw).hexdigest()
     return manifest
 
 
 @pytest.mark.parametrize("compression", [None, "deflate"])
-def test_batched_hashes_are_plain_sha256_of_each_member(compression):
+def test_batched_hashes_are_plain_sha256_of_each_member_or_block(compression):
     rng = np.random.default_rng(1)
-    # sizes around the batch size: small batches, one member per batch, a member over it
+    # sizes around the batch size: small batches, one member per batch, members over it
+    # (300_000 float64: 2.4 MB, three blocks)
     arrays = [rng.random(n) for n in (9_000, 20_000, 131_072, 150_000, 300_000, 5)]
     arrays.append(np.asfortranarray(rng.random((400, 300))))
     data = safeload.dumps(arrays, created=CREATED, compression=compression)

@@ -448,7 +448,7 @@ def test_safe_file_shows_the_manifest(pipeline):
     data = safeload.dumps(pipeline, probe=X, metadata={"owner": "team"}, source="git:abc")
     report = safeload.inspect(data)
     assert report.format == "safeload" and report.protocol is None and report.trusted
-    assert report.manifest["format_version"] == 1
+    assert report.manifest["format_version"] == 2
     manifest = report.manifest
     assert manifest["producer"]["scikit-learn"] == SKLEARN_VERSION
     assert manifest["metadata"] == {"owner": "team"} and manifest["source"] == "git:abc"

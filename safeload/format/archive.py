@@ -32,6 +32,7 @@ from ..limits import Limits
 from ..policy import Policy
 from ..source import Source
 from .decode import Decoder, decode_globals
+from .digest import BLOCK_SIZE, MemberHash, block_count, digest, expected, uses_blocks
 from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
 from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, crc32, read_index
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "safeload"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
 _MEMBER = re.compile(r"(?:manifest\.json|graph\.json|arrays/[0-9]{6,9}\.npy)\Z")
@@ -111,8 +112,20 @@ class _Hasher:
         self._pending: list[_HashBatch] = []
 
     def add(self, entry: dict, parts: tuple, nbytes: int) -> None:
-        """Queue ``parts`` (the member's bytes, in order); :meth:`finish` sets ``entry["sha256"]``."""
-        self._batch.append((entry, parts))
+        """Queue a member given as ``parts`` (its bytes, in order) of ``nbytes`` in all;
+        :meth:`finish` fills in ``entry["sha256"]``, or ``entry["sha256_blocks"]`` for a
+        member hashed per block (:mod:`.digest`), each block queued on its own so both
+        workers share one large member."""
+        if not uses_blocks(FORMAT_VERSION, nbytes):
+            entry["sha256"] = ""
+            self._queue_item((entry, "sha256", parts), nbytes)
+            return
+        blocks = entry["sha256_blocks"] = [""] * block_count(nbytes)
+        for k, block in enumerate(_split_blocks(parts)):
+            self._queue_item((blocks, k, block), BLOCK_SIZE)
+
+    def _queue_item(self, item: tuple, nbytes: int) -> None:
+        self._batch.append(item)
         self._batch_bytes += nbytes
         if self._batch_bytes >= _HASH_BATCH:
             batch = _HashBatch(self._batch)
@@ -164,11 +177,13 @@ class _Hasher:
 
 
 class _HashBatch:
-    """Members hashed together by one worker; ``done`` is held until they are."""
+    """Members (or blocks of one) hashed together by one worker, each item a
+    ``(target, key, parts)`` that sets ``target[key]`` to the hex SHA-256 of ``parts``;
+    ``done`` is held until they are."""
 
     __slots__ = ("members", "done", "error")
 
-    def __init__(self, members: list[tuple[dict, tuple]]) -> None:
+    def __init__(self, members: list[tuple[Any, Any, tuple]]) -> None:
         self.members = members
         self.error: BaseException | None = None
         self.done = _thread.allocate_lock()
@@ -176,22 +191,32 @@ class _HashBatch:
 
     def run(self) -> None:
         try:
-            digests = _sha256_hex([parts for _, parts in self.members])
-            for (entry, _), digest in zip(self.members, digests, strict=True):
-                entry["sha256"] = digest
+            for target, key, parts in self.members:
+                h = hashlib.sha256()
+                for part in parts:
+                    h.update(part)
+                target[key] = h.hexdigest()
         except BaseException as exc:  # noqa: BLE001 - re-raised by _Hasher.finish
             self.error = exc
 
 
-def _sha256_hex(members: list[tuple]) -> list[str]:
-    """The SHA-256 (hex) of each member, given as a tuple of its bytes-like parts."""
-    digests = []
-    for parts in members:
-        h = hashlib.sha256()
-        for part in parts:
-            h.update(part)
-        digests.append(h.hexdigest())
-    return digests
+def _split_blocks(parts: tuple) -> list[list[Any]]:
+    """The member made of ``parts`` cut into :data:`BLOCK_SIZE`-byte blocks, each a list of
+    views (a block may span two parts: the ``.npy`` header and the data)."""
+    blocks: list[list[Any]] = [[]]
+    filled = 0
+    for part in parts:
+        view = memoryview(part).cast("B")
+        pos = 0
+        while pos < len(view):
+            if filled == BLOCK_SIZE:
+                blocks.append([])
+                filled = 0
+            take = min(BLOCK_SIZE - filled, len(view) - pos)
+            blocks[-1].append(view[pos : pos + take])
+            filled += take
+            pos += take
+    return blocks
 
 
 def _raw_bytes(arr: np.ndarray) -> np.ndarray:
@@ -216,7 +241,7 @@ def _emit_array(state: _WriteState, index: int, arr: np.ndarray) -> None:
     header = header_bytes(arr.dtype, fortran, arr.shape)
     raw = _raw_bytes(arr)
     size = len(header) + raw.nbytes
-    entry = {"size": size, "sha256": ""}
+    entry: dict[str, Any] = {"size": size}
     state.members[name] = entry
     state.hasher.add(entry, (header, raw), size)  # first, so the hash runs during the write
     if state.method == STORED:
@@ -293,7 +318,8 @@ def write_archive(
         encoder.flush_pools()
         graph = _json_bytes(doc)  # while the workers finish hashing the arrays
         writer.write_member(GRAPH, graph, state.method)
-        state.members[GRAPH] = {"size": len(graph), "sha256": hashlib.sha256(graph).hexdigest()}
+        state.members[GRAPH] = {"size": len(graph)}
+        hasher.add(state.members[GRAPH], (graph,), len(graph))
         hasher.finish()
     finally:
         hasher.close()
@@ -386,7 +412,8 @@ _STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_
 
 
 def _check_hash(raw: bytes, name: str, manifest_members: dict) -> None:
-    if hashlib.sha256(raw).hexdigest() != manifest_members[name]["sha256"]:
+    entry = manifest_members[name]
+    if digest(raw, "sha256_blocks" in entry) != expected(entry):
         raise IntegrityError([name])
 
 
@@ -570,13 +597,23 @@ def check_manifest(manifest: Any, names: list[str]) -> None:
     if type(members) is not dict or set(members) != set(names) - {MANIFEST}:
         raise _bad("M4", "manifest members must list every other member of the archive exactly")
     for name, entry in members.items():
-        if (
-            type(entry) is not dict
-            or len(entry) != 2
-            or type(entry.get("size")) is not int
-            or type(entry.get("sha256")) is not str
-            or not _SHA256.match(entry["sha256"])
-        ):
+        if type(entry) is not dict or len(entry) != 2 or type(entry.get("size")) is not int:
+            raise _bad("M4", f"members[{name!r}] is {{size, sha256}} or {{size, sha256_blocks}}")
+        size = entry["size"]
+        if uses_blocks(version, size):
+            blocks = entry.get("sha256_blocks")
+            if (
+                type(blocks) is not list
+                or len(blocks) != block_count(size)
+                or not all(type(b) is str and _SHA256.match(b) for b in blocks)
+            ):
+                raise _bad(
+                    "M4",
+                    f"members[{name!r}] is {{size, sha256_blocks}}: a member over "
+                    f"{BLOCK_SIZE:,} bytes lists the SHA-256 (64 hex digits) of each "
+                    f"{BLOCK_SIZE:,}-byte block",
+                )
+        elif type(entry.get("sha256")) is not str or not _SHA256.match(entry["sha256"]):
             raise _bad("M4", f"members[{name!r}] is {{size, sha256 (64 hex digits)}}")
     metadata = manifest.get("metadata")
     if metadata is not None and (
@@ -719,12 +756,13 @@ def read_arrays(
     append = out.append
     total = 0
     pending: list[tuple[str, Any]] = []
-    pool: ThreadPoolExecutor | None = None
+    pool: ThreadPoolExecutor | None = None  # block hashes, in any order
+    serial: ThreadPoolExecutor | None = None  # updates of one digest, in order
     sha256 = hashlib.sha256
     # large members of a file held in memory: copied from it (no second read of the file) and
     # hashed after the loop, together, on one thread when they are large enough
     in_memory = not isinstance(data, mmap.mmap)
-    deferred: list[tuple[str, int, int]] = []
+    deferred: list[tuple[str, int, int, bool]] = []
     job: _HashThread | None = None
     try:
         for i, raw_spec in enumerate(specs):
@@ -752,56 +790,69 @@ def read_arrays(
                 if buf[:hl] != header:
                     raise _bad("A2", f"{name}: header is not the canonical one for its entry")
                 if verify:
-                    pending.append((name, sha256(buf).hexdigest()))
+                    pending.append((name, digest(buf, "sha256_blocks" in members[name])))
                 append(_from_bytes(buf, hl, dtype, shape, count, order, copy=False))
                 continue
+            entry = members[name]
+            blocked = "sha256_blocks" in entry
             if view[start : start + hl] != header:
-                if (
-                    verify
-                    and sha256(view[start : start + member.size]).hexdigest()
-                    != members[name]["sha256"]
-                ):
+                if verify and digest(view[start : start + member.size], blocked) != expected(entry):
                     raise IntegrityError([name])  # changed since written, not written wrong
                 raise _bad("A2", f"{name}: header is not the canonical one for its entry")
             if mmap_mode:
                 if verify:
-                    pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
+                    pending.append((name, digest(view[start : start + member.size], blocked)))
                 append(_from_bytes(mapped, start + hl, dtype, shape, count, order, copy=False))
                 continue
             if nbytes >= _LARGE and file is not None and not in_memory:
                 arr = np.empty(shape, dtype=dtype, order=order)
                 raw = _raw_bytes(arr)
-                h = sha256(header) if verify else None
                 file.seek(start + hl)
-                futures = []
-                for pos in range(0, nbytes, _CHUNK):
-                    part = raw[pos : pos + _CHUNK]
-                    if file.readinto(memoryview(part)) != part.nbytes:
-                        raise _bad("A3", f"{name}: file ended inside the array")
-                    if h is not None:
-                        if pool is None:
-                            pool = ThreadPoolExecutor(1, thread_name_prefix="safeload-hash")
-                        futures.append(pool.submit(h.update, part))
-                if h is not None and pool is not None:
-                    pending.append((name, pool.submit(_digest_after, futures, h)))
+                if not verify:
+                    _read_into(file, raw, 0, nbytes, name)
+                elif blocked and hl < BLOCK_SIZE:
+                    # block k is hashed while block k + 1 is read, on two workers
+                    if pool is None:
+                        pool = ThreadPoolExecutor(_HASH_WORKERS, thread_name_prefix="safeload-hash")
+                    futures = []
+                    end = BLOCK_SIZE - hl
+                    _read_into(file, raw, 0, min(end, nbytes), name)
+                    futures.append(pool.submit(_block_hex, header, raw[:end]))
+                    for pos in range(end, nbytes, BLOCK_SIZE):
+                        part = raw[pos : pos + BLOCK_SIZE]
+                        _read_into(file, raw, pos, pos + part.nbytes, name)
+                        futures.append(pool.submit(_block_hex, b"", part))
+                    pending.append((name, tuple(futures)))
+                else:  # one digest: its updates in order, on one worker
+                    if serial is None:
+                        serial = ThreadPoolExecutor(1, thread_name_prefix="safeload-hash")
+                    h = MemberHash(blocked)
+                    h.update(header)
+                    futures = []
+                    for pos in range(0, nbytes, _CHUNK):
+                        part = raw[pos : pos + _CHUNK]
+                        _read_into(file, raw, pos, pos + part.nbytes, name)
+                        futures.append(serial.submit(h.update, part))
+                    pending.append((name, serial.submit(_digest_after, futures, h)))
                 append(arr)
                 continue
             if verify:
                 if member.size >= _LARGE:
-                    deferred.append((name, start, member.size))
+                    deferred.append((name, start, member.size, blocked))
                     pending.append((name, None))  # filled in below, in member order
                 else:
                     pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
             append(_from_bytes(view, start + hl, dtype, shape, count, order, copy=True))
         if deferred:
-            if sum(size for _, _, size in deferred) >= _THREAD_HASH:
+            if sum(part[2] for part in deferred) >= _THREAD_HASH:
                 job = _HashThread(data, deferred)
             else:
-                digests = {n: sha256(view[a : a + size]).hexdigest() for n, a, size in deferred}
+                digests = {n: digest(view[a : a + size], b) for n, a, size, b in deferred}
                 pending = [(n, digests[n] if d is None else d) for n, d in pending]
     except BaseException:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        for executor in (pool, serial):
+            if executor is not None:
+                executor.shutdown(wait=True)
         raise
     finally:
         with contextlib.suppress(BufferError):
@@ -810,16 +861,19 @@ def read_arrays(
     def finish() -> None:
         try:
             bad = []
-            for name, digest in pending:
-                if digest is None:
-                    digest = job.digest(name)  # type: ignore[union-attr]
-                elif type(digest) is not str:
-                    digest = digest.result()
-                if digest != members[name]["sha256"]:
+            for name, found in pending:
+                if found is None:
+                    found = job.digest(name)  # type: ignore[union-attr]
+                elif type(found) is tuple:  # one future per block
+                    found = [f.result() for f in found]
+                elif isinstance(found, Future):
+                    found = found.result()
+                if found != expected(members[name]):
                     bad.append(name)
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+            for executor in (pool, serial):
+                if executor is not None:
+                    executor.shutdown(wait=True)
             if job is not None:
                 job.join()
         if bad:
@@ -839,21 +893,22 @@ class _HashThread:
     ----------
     data : bytes-like
         The whole archive; not changed while the thread runs.
-    parts : list of (name, offset, size)
+    parts : list of (name, offset, size, blocked)
+        ``blocked``: hashed per block (:func:`.digest.uses_blocks`).
     """
 
-    def __init__(self, data: Any, parts: list[tuple[str, int, int]]):
-        self._digests: dict[str, str] = {}
+    def __init__(self, data: Any, parts: list[tuple[str, int, int, bool]]):
+        self._digests: dict[str, str | list[str]] = {}
         self._error: BaseException | None = None
         self._done = _thread.allocate_lock()
         self._done.acquire()
         _thread.start_new_thread(self._run, (data, parts))
 
-    def _run(self, data: Any, parts: list[tuple[str, int, int]]) -> None:
+    def _run(self, data: Any, parts: list[tuple[str, int, int, bool]]) -> None:
         try:
             with memoryview(data) as view:
-                for name, start, size in parts:
-                    self._digests[name] = hashlib.sha256(view[start : start + size]).hexdigest()
+                for name, start, size, blocked in parts:
+                    self._digests[name] = digest(view[start : start + size], blocked)
         except BaseException as exc:  # noqa: BLE001 - re-raised by digest() on the caller
             self._error = exc
         finally:
@@ -864,18 +919,32 @@ class _HashThread:
         if self._done.acquire():
             self._done.release()
 
-    def digest(self, name: str) -> str:
-        """The hex SHA-256 of member ``name``, once the thread is done."""
+    def digest(self, name: str) -> str | list[str]:
+        """The digest (:func:`.digest.digest`) of member ``name``, once the thread is done."""
         self.join()
         if self._error is not None:
             raise self._error
         return self._digests[name]
 
 
-def _digest_after(futures: list[Future], h: Any) -> str:
+def _digest_after(futures: list[Future], h: MemberHash) -> str | list[str]:
     for fut in futures:
         fut.result()
+    return h.result()
+
+
+def _block_hex(head: bytes, part: Any) -> str:
+    h = hashlib.sha256(head)
+    h.update(part)
     return h.hexdigest()
+
+
+def _read_into(file: IO[bytes], raw: np.ndarray, start: int, end: int, name: str) -> None:
+    """Fill ``raw[start:end]`` from ``file`` in chunks of :data:`_CHUNK` bytes."""
+    for pos in range(start, end, _CHUNK):
+        part = raw[pos : min(end, pos + _CHUNK)]
+        if file.readinto(memoryview(part)) != part.nbytes:
+            raise _bad("A3", f"{name}: file ended inside the array")
 
 
 def _from_bytes(buf: Any, offset: int, dtype, shape, count: int, order: str, copy: bool):

@@ -1,0 +1,222 @@
+"""Format version 2: members over 1 MiB are hashed per 1 MiB block (FORMAT.md §3, rule M4).
+
+Every expected digest here is computed with :mod:`hashlib` on slices of the member's bytes as
+:mod:`zipfile` reads them, independently of :mod:`safeload.format.digest`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import safeload
+from safeload.errors import FormatError, IntegrityError
+from safeload.format import archive
+from safeload.format.digest import MemberHash, digest
+from safeload.format.npyio import header_bytes
+
+from . import _safezip as sz
+
+CREATED = dt.datetime(2024, 5, 6, 7, 8, 9)
+MIB = 1 << 20
+BIG = "arrays/000000.npy"
+
+
+def _blocks(raw: bytes) -> list[str]:
+    return [hashlib.sha256(raw[k : k + MIB]).hexdigest() for k in range(0, len(raw), MIB)]
+
+
+def _uint8_member(size: int) -> np.ndarray:
+    """A uint8 array whose ``.npy`` member is exactly ``size`` bytes."""
+    n = size - len(header_bytes(np.dtype(np.uint8), False, (size,)))
+    assert len(header_bytes(np.dtype(np.uint8), False, (n,))) + n == size
+    return np.random.default_rng(size).integers(0, 256, n, dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def big() -> tuple[np.ndarray, bytes]:
+    arr = np.random.default_rng(0).random(450_000)  # 3.6 MB: four blocks, the last partial
+    return arr, safeload.dumps([arr, np.arange(10)], created=CREATED)
+
+
+@pytest.mark.parametrize(
+    "size, blocks",
+    [(MIB - 1, 0), (MIB, 0), (MIB + 1, 2), (3 * MIB, 3), (3 * MIB + 5, 4)],
+)
+def test_members_over_one_mib_record_the_sha256_of_each_block(size, blocks):
+    data = safeload.dumps(_uint8_member(size), created=CREATED)
+    members = sz.read_members(data)
+    entry = json.loads(members["manifest.json"])["members"][BIG]
+    raw = members[BIG]
+    assert len(raw) == size
+    if blocks:
+        assert entry == {"size": size, "sha256_blocks": _blocks(raw)}
+        assert len(entry["sha256_blocks"]) == blocks
+    else:  # up to exactly 1 MiB: one digest of the whole member, as in version 1
+        assert entry == {"size": size, "sha256": hashlib.sha256(raw).hexdigest()}
+    assert safeload.dumps(_uint8_member(size), created=CREATED) == data  # still deterministic
+
+
+def _flip(data: bytes, name: str, offset: int) -> bytes:
+    start, _ = sz.member_offsets(data)[name]
+    out = bytearray(data)
+    out[start + offset] ^= 0x01
+    return bytes(out)
+
+
+@pytest.mark.parametrize("offset", [5, MIB - 1, MIB, 2 * MIB + 77, 3_600_100])
+@pytest.mark.parametrize("how", ["path", "bytes", "mmap-verify"])
+def test_a_changed_byte_in_any_block_is_refused(tmp_path, big, offset, how):
+    _, data = big
+    bad = _flip(data, BIG, offset)
+    path = tmp_path / "m.safeload"
+    path.write_bytes(bad)
+    with pytest.raises(IntegrityError) as info:
+        if how == "path":
+            safeload.load(path)
+        elif how == "bytes":
+            safeload.loads(bad)
+        else:
+            safeload.load(path, mmap_mode="r", verify=True)
+    assert info.value.members == [BIG]
+    report = safeload.verify(path)
+    hashes = next(c for c in report.checks if c.name == "hashes")
+    assert hashes.status == "failed"
+    assert hashes.figures["reasons"][BIG].startswith(f"block {offset // MIB}: SHA-256 ")
+
+
+def test_compressed_members_are_hashed_per_block_too(big):
+    arr, _ = big
+    data = safeload.dumps([arr], created=CREATED, compression="deflate")
+    raw = sz.read_members(data)[BIG]
+    assert sz.read_manifest(data)["members"][BIG]["sha256_blocks"] == _blocks(raw)
+    np.testing.assert_array_equal(safeload.loads(data)[0], arr)
+    table = sz.read_members(data)
+    table[BIG] = raw[:-8] + bytes(8)  # zeros in the last block; the manifest left as it was
+    with pytest.raises(IntegrityError):
+        safeload.loads(sz.build(table, method=sz.DEFLATED))
+
+
+@pytest.mark.parametrize("how", ["path", "bytes", "mmap"])
+def test_intact_blocked_file_loads_on_every_read_path(tmp_path, big, how):
+    arr, data = big
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    if how == "path":
+        out = safeload.load(path)
+    elif how == "bytes":
+        out = safeload.loads(data)
+    else:
+        out = safeload.load(path, mmap_mode="r", verify=True)
+    np.testing.assert_array_equal(out[0], arr)
+    assert safeload.verify(path).ok
+
+
+def _as_version_1(data: bytes) -> bytes:
+    table = sz.read_members(data)
+    manifest = json.loads(table["manifest.json"])
+    manifest["format_version"] = 1
+    table["manifest.json"] = sz.json_bytes(manifest)
+    return sz.build(sz.rehash(table))  # whole-member digests, as version 1 wrote them
+
+
+def test_version_1_files_still_load_and_are_checked_as_strictly(tmp_path, big):
+    arr, data = big
+    old = _as_version_1(data)
+    entry = sz.read_manifest(old)["members"][BIG]
+    assert entry == {
+        "size": entry["size"],
+        "sha256": hashlib.sha256(sz.read_members(old)[BIG]).hexdigest(),
+    }
+    path = tmp_path / "v1.safeload"
+    path.write_bytes(old)
+    np.testing.assert_array_equal(safeload.load(path)[0], arr)
+    np.testing.assert_array_equal(safeload.loads(old)[0], arr)
+    assert safeload.verify(path).ok
+    path.write_bytes(_flip(old, BIG, 2 * MIB + 3))
+    with pytest.raises(IntegrityError):
+        safeload.load(path)
+    with pytest.raises(IntegrityError):
+        safeload.load(path, mmap_mode="r", verify=True)
+
+
+def _entry_edit(change):
+    def edit(manifest: dict) -> None:
+        change(manifest, manifest["members"][BIG], manifest["members"]["arrays/000001.npy"])
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # a large member with one whole-member digest in version 2
+        lambda m, big, small: big.update(sha256="0" * 64) or big.pop("sha256_blocks"),
+        # a small member with a block list
+        lambda m, big, small: small.update(sha256_blocks=[small.pop("sha256")]),
+        # one block too few, one too many
+        lambda m, big, small: big["sha256_blocks"].pop(),
+        lambda m, big, small: big["sha256_blocks"].append("0" * 64),
+        # not 64 lowercase hex digits
+        lambda m, big, small: big["sha256_blocks"].__setitem__(1, big["sha256_blocks"][1].upper()),
+        lambda m, big, small: big["sha256_blocks"].__setitem__(0, None),
+        # both forms at once, or a block list as a string
+        lambda m, big, small: big.update(sha256="0" * 64),
+        lambda m, big, small: big.update(sha256_blocks="".join(big["sha256_blocks"])),
+        # version 1 never had block lists
+        lambda m, big, small: m.update(format_version=1),
+    ],
+)
+def test_a_members_entry_in_the_wrong_form_is_refused(big, change):
+    _, data = big
+    hostile = sz.edit(data, manifest=_entry_edit(change))
+    with pytest.raises(FormatError, match="M4"):
+        safeload.loads(hostile)
+    with pytest.raises(FormatError, match="M4"):
+        safeload.load(hostile, verify=False)  # the manifest is checked either way
+
+
+def test_reordered_block_digests_are_refused(big):
+    _, data = big
+    hostile = sz.edit(
+        data, manifest=_entry_edit(lambda m, big, small: big["sha256_blocks"].reverse())
+    )
+    with pytest.raises(IntegrityError):
+        safeload.loads(hostile)
+
+
+def test_split_blocks_cut_across_the_header_and_the_data():
+    header = bytes(range(200))
+    raw = np.random.default_rng(3).integers(0, 256, 3 * MIB, dtype=np.uint8)
+    blocks = archive._split_blocks((header, raw))
+    whole = header + raw.tobytes()
+    assert [len(b"".join(bytes(v) for v in block)) for block in blocks] == [MIB, MIB, MIB, 200]
+    got = []
+    for block in blocks:
+        h = hashlib.sha256()
+        for view in block:
+            h.update(view)
+        got.append(h.hexdigest())
+    assert got == _blocks(whole)
+
+
+_DATA = np.random.default_rng(4).integers(0, 256, 2 * MIB + 1234, dtype=np.uint8).tobytes()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(0, len(_DATA)), max_size=12), blocked=st.booleans())
+def test_member_hash_gives_the_same_digest_for_any_chunking(cuts, blocked):
+    h = MemberHash(blocked)
+    bounds = [0, *sorted(cuts), len(_DATA)]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        h.update(_DATA[a:b])
+    expected = _blocks(_DATA) if blocked else hashlib.sha256(_DATA).hexdigest()
+    assert h.result() == expected == digest(_DATA, blocked)
+    assert digest(io.BytesIO(_DATA).getbuffer(), blocked) == expected
