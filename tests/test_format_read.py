@@ -9,6 +9,7 @@ errors of the straightforward code.
 from __future__ import annotations
 
 import gc
+import hashlib
 
 import numpy as np
 import pytest
@@ -106,3 +107,29 @@ def test_graph_json_errors_and_collector_state_are_kept():
         assert not gc.isenabled()  # a caller's choice is left alone
     finally:
         gc.enable()
+
+
+def test_block_hasher_fills_every_digest_from_both_threads():
+    parts = [bytes([k]) * (1000 + k) for k in range(40)]
+    digests = [""] * len(parts)
+    job = archive._BlockHasher()
+    for k, part in enumerate(parts):
+        job.add(digests, k, b"head" if k == 0 else b"", part)
+    job.finish()
+    assert digests[0] == hashlib.sha256(b"head" + parts[0]).hexdigest()
+    assert digests[1:] == [hashlib.sha256(p).hexdigest() for p in parts[1:]]
+    job.close()  # idempotent
+
+
+def test_block_hasher_reports_a_failed_hash_and_stops_its_worker():
+    digests = [""] * 3
+    job = archive._BlockHasher()
+    job.add(digests, 0, b"", b"abc")
+    job.add(digests, 1, b"", None)  # hashlib refuses None
+    job.add(digests, 2, b"", b"def")
+    with pytest.raises(TypeError):
+        job.finish()
+    # the worker released its exit lock (close() waited for it) and nothing is left queued
+    assert job._exited.acquire(blocking=False)
+    assert job._queue.empty()
+    assert digests[0] == hashlib.sha256(b"abc").hexdigest()
