@@ -133,3 +133,30 @@ def test_block_hasher_reports_a_failed_hash_and_stops_its_worker():
     assert job._exited.acquire(blocking=False)
     assert job._queue.empty()
     assert digests[0] == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_a_member_changed_between_its_hash_and_its_copy_is_refused(tmp_path, monkeypatch):
+    # regression: small members of a mapped file were hashed from the map, then copied from it
+    # again, so a writer in between gave an array the hash never covered (a silent change)
+    small = np.arange(5_000, dtype=np.float64)  # 40 KB, copied from the map
+    data = safeload.dumps([np.zeros(200_000), small])  # 1.6 MB: mapped, not read into memory
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    name = "arrays/000001.npy"
+    start, _ = sz.member_offsets(data)[name]
+    header = len(sz.read_members(data)[name]) - small.nbytes
+    original = archive._from_bytes
+    changed = []
+
+    def write_then_copy(buf, offset, *args, **kwargs):
+        if not changed and offset == start + header:
+            with open(path, "r+b") as fh:  # the shared map shows the new bytes at once
+                fh.seek(offset)
+                fh.write(np.full(4, 7.0).tobytes())
+            changed.append(offset)
+        return original(buf, offset, *args, **kwargs)
+
+    monkeypatch.setattr(archive, "_from_bytes", write_then_copy)
+    with pytest.raises(IntegrityError) as info:
+        safeload.load(path)
+    assert changed == [start + header] and info.value.members == [name]

@@ -836,13 +836,22 @@ def read_arrays(
                     pending.append((name, serial.submit(_digest_after, futures, h)))
                 append(arr)
                 continue
-            if verify:
-                if member.size >= _LARGE:
-                    deferred.append((name, start, member.size, blocked))
-                    pending.append((name, None))  # filled in below, in member order
-                else:
-                    pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
-            append(_from_bytes(view, start + hl, dtype, shape, count, order, copy=True))
+            arr = _from_bytes(view, start + hl, dtype, shape, count, order, copy=True)
+            if not verify:
+                pass
+            elif not in_memory:
+                # from the file's map: hash the bytes copied, not a second read of the map, which
+                # a writer could change in between (the hash must cover the bytes used)
+                h = MemberHash(blocked)
+                h.update(header)  # equal to the member's header, compared above
+                h.update(_raw_bytes(arr))
+                pending.append((name, h.result()))
+            elif member.size >= _LARGE:  # immutable bytes: hashed after the loop, on a thread
+                deferred.append((name, start, member.size, blocked))
+                pending.append((name, None))  # filled in below, in member order
+            else:
+                pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
+            append(arr)
         if deferred:
             if sum(part[2] for part in deferred) >= _THREAD_HASH:
                 job = _HashThread(data, deferred)
