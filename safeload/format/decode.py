@@ -35,6 +35,8 @@ _CONSTS = {"Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 _MAX_DIM = np.iinfo(np.intp).max
+#: a vocabulary's values become Python ints this many at a time (rule G4's ``vi`` form)
+_VI_SLICE = 4096
 _NDARRAY_KEYS = frozenset({"$", "i", "at", "shape", "order"})
 #: Keys each tag may carry besides "$" (rule G3); required ones are checked by the handlers.
 TAG_KEYS: dict[str, frozenset[str]] = {
@@ -493,7 +495,10 @@ class Decoder:
             or ints.shape[0] != len(keys)
         ):
             raise _bad("G4", "'dict'.vi is a 1-d int32 or int64 array as long as k")
-        value.update(zip(keys, ints.tolist(), strict=True))
+        # in slices: a list of Python ints for the whole array would double the transient
+        for at in range(0, len(keys), _VI_SLICE):
+            part = ints[at : at + _VI_SLICE].tolist()
+            value.update(zip(keys[at : at + _VI_SLICE], part, strict=True))
         if len(value) != len(keys):
             raise _bad("G6", "a dict lists the same key twice")
         return value
