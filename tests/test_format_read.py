@@ -160,3 +160,49 @@ def test_a_member_changed_between_its_hash_and_its_copy_is_refused(tmp_path, mon
     with pytest.raises(IntegrityError) as info:
         safeload.load(path)
     assert changed == [start + header] and info.value.members == [name]
+
+
+def _flip_member(data: bytes, name: str, at: int) -> bytes:
+    start, _ = sz.member_offsets(data)[name]
+    out = bytearray(data)
+    out[start + at] ^= 0x01
+    return bytes(out)
+
+
+def _large_then_small(tmp_path, root=None, tamper=False):
+    """A mapped file (over 1 MiB) whose member 0 is large (read with ``readinto``) and
+    member 1 small; ``root`` replaces the graph's root list, given the two ndarray values."""
+    big, small = np.arange(200_000, dtype=np.float64), np.arange(5.0)
+    data = safeload.dumps([big, small])
+    if root is not None:
+        data = sz.edit(
+            data,
+            graph=lambda g: g.update(
+                root=root(*g["root"]["v"]) if isinstance(g["root"], dict) else root(*g["root"])
+            ),
+        )
+    if tamper:
+        data = _flip_member(data, "arrays/000000.npy", 1_000_000)
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    return path, big, small
+
+
+def test_a_large_member_the_graph_never_uses_is_still_hashed(tmp_path):
+    only_small = lambda big, small: [small]  # noqa: E731
+    path, _, small = _large_then_small(tmp_path, root=only_small)
+    np.testing.assert_array_equal(safeload.load(path)[0], small)
+    bad, _, _ = _large_then_small(tmp_path, root=only_small, tamper=True)
+    with pytest.raises(IntegrityError) as info:
+        safeload.load(bad)
+    assert info.value.members == ["arrays/000000.npy"]
+
+
+def test_a_graph_error_before_a_large_member_is_read_reports_the_changed_member_first(tmp_path):
+    broken = lambda big, small: [{"$": "no-such-tag"}, big, small]  # noqa: E731
+    path, _, _ = _large_then_small(tmp_path, root=broken)
+    with pytest.raises(FormatError, match="G3"):
+        safeload.load(path)
+    bad, _, _ = _large_then_small(tmp_path, root=broken, tamper=True)
+    with pytest.raises(IntegrityError):
+        safeload.load(bad)
