@@ -453,7 +453,7 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
         # the manifest is not hashed by itself: its zip CRC-32 catches accidental changes
         raise IntegrityError([MANIFEST])
     manifest = _parse_json(manifest_raw, MANIFEST, strict_keys=True)
-    check_manifest(manifest, names)
+    check_manifest(manifest, index)
     graph_raw = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
     if verify:
         _check_hash(graph_raw, GRAPH, manifest["members"])
@@ -491,13 +491,12 @@ def list_globals(data: Any, limits: Limits) -> list[tuple[str, str]]:
     FormatError, IntegrityError, LimitExceededError
     """
     index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match)
-    names = list(index)
     if MANIFEST not in index or GRAPH not in index:
         raise _bad("M1", "the archive must hold manifest.json and graph.json")
     manifest_raw = _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes")
     if zlib.crc32(manifest_raw) != index[MANIFEST].crc:
         raise IntegrityError([MANIFEST])
-    check_manifest(_parse_json(manifest_raw, MANIFEST, strict_keys=True), names)
+    check_manifest(_parse_json(manifest_raw, MANIFEST, strict_keys=True), index)
     raw = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
     if zlib.crc32(raw) != index[GRAPH].crc:
         raise IntegrityError([GRAPH])
@@ -566,9 +565,17 @@ def _check_manifest_fields(manifest: dict) -> None:
             raise _bad("M5", "cv_score is null or {value: number, scoring?, cv?, std?, n_splits?}")
 
 
-def check_manifest(manifest: Any, names: list[str]) -> None:
+def check_manifest(manifest: Any, index: dict[str, ZipMember]) -> None:
     """The checks the loader makes on ``manifest.json`` (§3; the JSON Schema in
     ``safeload/data/manifest.schema.json`` states the same rules for other tools).
+
+    Parameters
+    ----------
+    manifest : object
+        The parsed ``manifest.json``.
+    index : dict of str to ZipMember
+        The archive's members (:func:`.zipio.read_index`): every recorded size must be the
+        member's uncompressed size in the zip, before that size decides the digest form.
 
     Raises
     ------
@@ -595,12 +602,17 @@ def check_manifest(manifest: Any, names: list[str]) -> None:
     if unknown:
         raise _bad("M2", f"manifest.json has unknown keys {sorted(unknown)[:4]}")
     members = manifest.get("members")
-    if type(members) is not dict or set(members) != set(names) - {MANIFEST}:
+    if type(members) is not dict or set(members) != set(index) - {MANIFEST}:
         raise _bad("M4", "manifest members must list every other member of the archive exactly")
     for name, entry in members.items():
         if type(entry) is not dict or len(entry) != 2 or type(entry.get("size")) is not int:
             raise _bad("M4", f"members[{name!r}] is {{size, sha256}} or {{size, sha256_blocks}}")
         size = entry["size"]
+        if size != index[name].size:
+            raise _bad(
+                "M4",
+                f"members[{name!r}] records {size} bytes; the zip member holds {index[name].size}",
+            )
         if uses_blocks(version, size):
             blocks = entry.get("sha256_blocks")
             if (
