@@ -283,7 +283,7 @@ def _byte_checks(report: VerificationReport, data: Any, limits: Limits) -> tuple
         try:
             raw = _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes")
             manifest = _parse_json(raw, MANIFEST, strict_keys=True)
-            check_manifest(manifest, names)
+            check_manifest(manifest, index)
         except SafeloadError as exc:
             problem = f"manifest.json: {exc}"
         else:
@@ -548,8 +548,9 @@ def _verify_safe(report: VerificationReport, src: Source, policy: Policy, limits
     assert manifest is not None
     try:
         keys = ("root", "probe") if "probe" in open_archive(src.data, limits).doc else ("root",)
-        # every member was hashed above, on these same bytes
-        parts = load_parts(src, policy=policy, limits=limits, verify=False, keys=keys)
+        # hashed again as they are read: the load reads the file anew (pread, readinto), and a
+        # writer since the hash check above would otherwise get an unhashed model probed
+        parts = load_parts(src, policy=policy, limits=limits, verify=True, keys=keys)
     except Exception as exc:  # noqa: BLE001 - reported as a check
         _load_failure(report, exc)
         for name in ("probe", "cv_score"):
