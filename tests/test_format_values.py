@@ -598,3 +598,21 @@ def test_non_latin1_field_name_round_trips_or_is_refused_cleanly():
     except FormatError:
         return
     assert_same(arr, safeload.load(data))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bits", ["-nan", "payload"])
+def test_nan_scalars_keep_their_sign_and_payload(dtype, bits):
+    # regression (found by the long hypothesis run): np.float16(-nan) came back with its sign
+    # bit cleared, as the scalar was written as the JSON text "nan"
+    itemsize = np.dtype(dtype).itemsize
+    nan = np.array([np.nan], dtype=dtype)
+    raw = bytearray(nan.tobytes())
+    if bits == "-nan":
+        raw[-1] |= 0x80
+    else:
+        raw[0] ^= 0x01  # a quiet NaN with another payload
+    value = np.frombuffer(bytes(raw), dtype=dtype)[0]
+    back = roundtrip(value)
+    assert type(back) is type(value) and np.isnan(back)
+    assert np.asarray(back).tobytes() == bytes(raw) and len(raw) == itemsize

@@ -265,8 +265,8 @@ class Encoder:
             value["v"] = bool(obj)
         elif kind in "iu":
             value["v"] = int(obj)
-        elif kind == "f" and dtype.itemsize <= 8:
-            value["v"] = _float(float(obj))
+        elif kind == "f" and dtype.itemsize <= 8 and obj == obj:
+            value["v"] = _float(float(obj))  # a NaN goes to b64 below: its sign and payload
         elif kind == "U":
             value["v"] = str(obj)
         elif kind == "S":
