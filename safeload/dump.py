@@ -287,6 +287,7 @@ def _atomic_write(path: str, write: Any, fsync: bool = False) -> dict:
         except OSError:
             mode = 0o666 & ~_umask()
         os.fchmod(fd, mode)
+        _drop_replaced_cache(path)
         with os.fdopen(fd, "w+b") as fh:
             result = write(fh)
             fh.flush()
@@ -309,6 +310,49 @@ def _atomic_write(path: str, write: Any, fsync: bool = False) -> dict:
 _RELEASE_LATER = 4 << 20
 
 
+def _drop_replaced_cache(path: str) -> None:
+    """Drop the clean page cache of the large regular file ``path`` is about to replace.
+
+    ``pickle.dump`` to an existing path truncates the file in place, which frees its page cache
+    at once, and its writes reuse that memory. A new file written beside it (temp file +
+    rename) needs fresh pages, and after other large allocations the kernel compacted memory to
+    give them: ``write`` of a 252 MB model took 0.55-0.63 s instead of 0.06 s after a skops
+    dump of the same model, 0.19-0.22 s in all with this. ``POSIX_FADV_DONTNEED`` drops only
+    clean cached pages: the file's content, and what a reader of it gets, do not change (a
+    reader re-reads from disk). Linux/POSIX only; nothing elsewhere.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    fd = _open_replaced(path) if advise is not None else None
+    if fd is None:
+        return
+    try:
+        advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _open_replaced(path: str) -> int | None:
+    """A read-only descriptor of ``path`` when it is a regular file of at least
+    :data:`_RELEASE_LATER` bytes (never a FIFO, device or symlink), else None."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < _RELEASE_LATER:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        same = os.path.samestat(st, os.fstat(fd))
+    except OSError:
+        same = False
+    if not same:  # replaced between lstat and open: not the file we saw
+        os.close(fd)
+        return None
+    return fd
+
+
 def _hold_replaced(path: str) -> int | None:
     """An open descriptor of the regular file ``os.replace`` is about to unlink, or None.
 
@@ -324,21 +368,7 @@ def _hold_replaced(path: str) -> int | None:
     """
     if os.name != "posix":
         return None
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size < _RELEASE_LATER:
-            return None  # only plain files are opened (no FIFO, device or symlink)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        same = os.path.samestat(st, os.fstat(fd))
-    except OSError:
-        same = False
-    if not same:  # replaced between lstat and open: not the file we saw
-        os.close(fd)
-        return None
-    return fd
+    return _open_replaced(path)
 
 
 def _release_later(fd: int | None) -> None:

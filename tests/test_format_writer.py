@@ -220,6 +220,31 @@ def test_hold_replaced_opens_only_large_plain_files(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise only")
+def test_the_replaced_files_cache_is_dropped_only_for_large_plain_files(tmp_path, monkeypatch):
+    calls = []
+    real = os.posix_fadvise
+
+    def record(fd, offset, length, advice):
+        calls.append((os.fstat(fd).st_ino, offset, length, advice))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    big = tmp_path / "big.safe"
+    big.write_bytes(b"\0" * dump_module._RELEASE_LATER)
+    (tmp_path / "small.safe").write_bytes(b"x")
+    (tmp_path / "link.safe").symlink_to(big)
+    os.mkfifo(tmp_path / "fifo.safe")
+    for name in ("missing.safe", "small.safe", "link.safe", "fifo.safe"):
+        dump_module._drop_replaced_cache(str(tmp_path / name))
+    assert calls == []
+    inode = big.stat().st_ino
+    safeload.dump([np.arange(3)], big, created=CREATED)  # drops the old file's cache first
+    assert calls == [(inode, 0, 0, os.POSIX_FADV_DONTNEED)]
+    assert big.stat().st_ino != inode  # then replaced it, as before
+    np.testing.assert_array_equal(safeload.load(big)[0], np.arange(3))
+
+
 def test_dump_over_a_large_file_replaces_it(tmp_path):
     target = tmp_path / "m.safe"
     target.write_bytes(b"\1" * (dump_module._RELEASE_LATER + 10))
