@@ -206,3 +206,24 @@ def test_a_graph_error_before_a_large_member_is_read_reports_the_changed_member_
     bad, _, _ = _large_then_small(tmp_path, root=broken, tamper=True)
     with pytest.raises(IntegrityError):
         safeload.load(bad)
+
+
+def test_a_small_file_is_read_once_with_pread_and_a_changed_size_is_refused(tmp_path):
+    import mmap
+
+    from safeload.source import Source
+
+    data = safeload.dumps([np.arange(10.0)])
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            src = Source(mapped, fh, str(path), str(path))
+            got = archive._read_small(src, len(data))
+            assert type(got) is bytes and got == data  # a copy, not the map
+            with pytest.raises(FormatError, match="Z1: the file changed size"):
+                archive._read_small(src, len(data) + 7)  # as if it shrank after the map
+        finally:
+            mapped.close()
+    archive._drop_pages(data)  # bytes: nothing to drop, no error
