@@ -28,7 +28,7 @@ from .report import ScanReport
 from .scan import get_untrusted_types, scan
 from .verify import VerificationReport, verify
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Parse the reviewed default policy once, at import (about 1.5 ms), not in the first load;
 # likewise register the migration rules (about 20 ms of module imports).

@@ -640,8 +640,8 @@ def verify_command(
     recorded cv_score recomputed.  Pickle, joblib and skops files have no hashes: they pass
     when they load through the policy.
 
-    Exit status: 0 everything holds, 1 a check failed, 2 usage error, unreadable file or a
-    check that could not run.
+    Exit status: 0 everything holds, 1 a check failed (a corrupt or changed file included),
+    2 usage error, a file that cannot be opened, or a check that could not run.
     """
     import warnings
 

@@ -169,8 +169,9 @@ def dump(
     compression : {None, "deflate"}
         Deflate every member (smaller; arrays can no longer be memory-mapped).
     probe : array-like, optional
-        Input rows to store with the outputs of every prediction method (issue "Inspect and
-        verify"); capped to the first 100 rows and 1 MiB.
+        Input rows to store with the outputs of every prediction method, which
+        ``safeload verify`` re-runs (``docs/INSPECT.md``); capped to the first 100 rows and
+        to as many rows as fit in 1 MiB.
     created : datetime, optional
         Creation time to record (default: ``SOURCE_DATE_EPOCH`` when set, else now, UTC).
         Dumping the same object with the same ``created`` gives byte-identical files.

@@ -234,7 +234,8 @@ class VersionMismatchWarning(UserWarning):
 
 
 class IntegrityError(FormatError):
-    """A safe-format member's bytes do not match the SHA-256 its manifest records.
+    """A safe-format member's bytes do not match the SHA-256 its manifest records (or, for
+    ``manifest.json`` itself, the CRC-32 of the zip directory: ``docs/FORMAT.md`` §3).
 
     Attributes
     ----------
@@ -245,7 +246,8 @@ class IntegrityError(FormatError):
     def __init__(self, members: list[str]) -> None:
         self.members = list(members)
         shown = ", ".join(self.members[:5]) + (" ..." if len(self.members) > 5 else "")
+        check = "CRC-32" if self.members == ["manifest.json"] else "SHA-256"
         super().__init__(
             f"{len(self.members)} member(s) changed since the file was written "
-            f"(SHA-256 mismatch): {shown}"
+            f"({check} mismatch): {shown}"
         )

@@ -89,7 +89,10 @@ def test_a_changed_byte_in_any_block_is_refused(tmp_path, big, offset, how):
     report = safeload.verify(path)
     hashes = next(c for c in report.checks if c.name == "hashes")
     assert hashes.status == "failed"
-    assert hashes.figures["reasons"][BIG].startswith(f"block {offset // MIB}: SHA-256 ")
+    k = offset // MIB
+    assert hashes.figures["reasons"][BIG].startswith(
+        f"block {k} (bytes {k * MIB:,}-{(k + 1) * MIB - 1:,}): SHA-256 "
+    )
 
 
 def test_compressed_members_are_hashed_per_block_too(big):

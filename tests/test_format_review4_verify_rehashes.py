@@ -54,3 +54,15 @@ def test_verify_does_not_vouch_for_bytes_it_did_not_hash(tmp_path, monkeypatch):
     assert not report.ok and not loaded
     load = next(c for c in report.checks if c.name == "load")
     assert load.status == "failed" and "changed since the file was written" in load.detail
+
+
+def test_verify_reports_each_check_once_for_a_manifest_it_refuses(tmp_path):
+    # a newer format_version: the manifest parses, breaks the schema and the loader's rule M3;
+    # verify printed two "manifest" rows (FAILED, then skipped)
+    data = sz.edit(safeload.dumps([np.arange(3)]), manifest=lambda m: m.update(format_version=3))
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    report = safeload.verify(path)
+    names = [c.name for c in report.checks]
+    assert len(names) == len(set(names)), names
+    assert report.check("manifest").status == "failed" and report.exit_code == 1

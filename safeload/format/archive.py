@@ -606,7 +606,9 @@ def check_manifest(manifest: Any, index: dict[str, ZipMember]) -> None:
         raise _bad("M4", "manifest members must list every other member of the archive exactly")
     for name, entry in members.items():
         if type(entry) is not dict or len(entry) != 2 or type(entry.get("size")) is not int:
-            raise _bad("M4", f"members[{name!r}] is {{size, sha256}} or {{size, sha256_blocks}}")
+            raise _bad(
+                "M4", f"members[{name!r}] must be {{size, sha256}} or {{size, sha256_blocks}}"
+            )
         size = entry["size"]
         if size != index[name].size:
             raise _bad(
@@ -622,12 +624,16 @@ def check_manifest(manifest: Any, index: dict[str, ZipMember]) -> None:
             ):
                 raise _bad(
                     "M4",
-                    f"members[{name!r}] is {{size, sha256_blocks}}: a member over "
+                    f"members[{name!r}] must be {{size, sha256_blocks}}: a member over "
                     f"{BLOCK_SIZE:,} bytes lists the SHA-256 (64 hex digits) of each "
                     f"{BLOCK_SIZE:,}-byte block",
                 )
         elif type(entry.get("sha256")) is not str or not _SHA256.match(entry["sha256"]):
-            raise _bad("M4", f"members[{name!r}] is {{size, sha256 (64 hex digits)}}")
+            raise _bad(
+                "M4",
+                f"members[{name!r}] must be {{size, sha256 (64 hex digits)}}"
+                + ("" if version >= 2 else " in format version 1"),
+            )
     metadata = manifest.get("metadata")
     if metadata is not None and (
         type(metadata) is not dict
