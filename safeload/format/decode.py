@@ -26,6 +26,11 @@ from ..limits import Limits
 from ..policy import Policy
 from .npyio import dtype_from_json
 
+try:  # optional C walk (Decoder.dec at C speed); the Python methods below are the reference
+    from . import _walk  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - built without a compiler
+    _walk = None
+
 __all__ = ["Decoder", "decode_globals"]
 
 _IN_PROGRESS = object()
@@ -38,6 +43,10 @@ _MAX_DIM = np.iinfo(np.intp).max
 #: a vocabulary's values become Python ints this many at a time (rule G4's ``vi`` form)
 _VI_SLICE = 4096
 _NDARRAY_KEYS = frozenset({"$", "i", "at", "shape", "order"})
+_ITEMS_WHAT = (
+    "values and container items of graph.json, shared references counted each time (a "
+    "reference repeats the whole value: memo and hash bombs)"
+)
 #: Keys each tag may carry besides "$" (rule G3); required ones are checked by the handlers.
 TAG_KEYS: dict[str, frozenset[str]] = {
     "ref": frozenset({"$", "id"}),
@@ -214,11 +223,53 @@ class Decoder:
         self.items = 0
         self._sizes: dict[int, int] = {}
         self._dispatch = _dispatch_table(type(self))
+        self._walker: Any = None
+        if _walk is not None and type(self) is Decoder:
+            self._use_walker()
+
+    def _use_walker(self) -> None:
+        """Route :meth:`dec` and :meth:`_count` to the C walk (``_walk.c``): the same
+        decoding, counting and errors as the methods here, which subclasses (and builds
+        without a compiler) keep using.  The item count then lives in the walker."""
+        walker = _walk.Walker(
+            self,
+            self._dispatch,
+            _ATOM_TYPES,
+            _NDARRAY_KEYS,
+            self._max_depth,
+            self._max_items,
+            self._walk_error,
+        )
+        self._walker = walker
+        self.dec = walker.dec  # type: ignore[method-assign]
+        self._count = walker.count  # type: ignore[method-assign]
+        self.__dict__.pop("items", None)  # counted by the walker: ``self._walker.items``
+
+    def _walk_error(self, kind: str, a: Any, b: Any) -> None:
+        """Raise the reference's error for a failure the C walk found (``kind``: which one)."""
+        if kind == "max_items":
+            raise LimitExceededError("max_items", a, self._max_items, _ITEMS_WHAT)
+        if kind == "max_depth":
+            raise LimitExceededError(
+                "max_depth", a, self._max_depth, "nesting of values in graph.json"
+            )
+        if kind == "ndarray_keys":
+            raise _bad("G3", "an 'ndarray' value has unknown keys")
+        if kind == "unknown_tag":
+            raise _bad("G3", f"unknown value tag {str(a)[:40]!r}")
+        if kind == "unknown_keys":
+            extra = sorted(set(b) - self._dispatch[a][1])[:3]
+            raise _bad("G3", f"a {a!r} value has unknown keys {extra}")
+        if kind == "json_type":
+            raise _bad("G4", f"unexpected JSON value of type {a.__name__}")
+        raise AssertionError(kind)  # pragma: no cover
 
     # ------------------------------------------------------------------ entry
     def release(self) -> None:
         """Drop every reference the decoder holds (so the arrays read from the file are freed
         now, not when the last reference to the decoder goes)."""
+        if self._walker is not None:
+            self._walker.release()  # it holds the decoder: a cycle until released
         self.slots = []
         self.arrays = []
         self._sizes = {}
@@ -297,13 +348,7 @@ class Decoder:
         :meth:`safeload.build.Builder._count` does for pickles."""
         self.items += n
         if self.items > self._max_items:
-            raise LimitExceededError(
-                "max_items",
-                self.items,
-                self._max_items,
-                "values and container items of graph.json, shared references counted each "
-                "time (a reference repeats the whole value: memo and hash bombs)",
-            )
+            raise LimitExceededError("max_items", self.items, self._max_items, _ITEMS_WHAT)
 
     def _arguments(self, v: dict, kind: str, depth: int) -> tuple[tuple, dict | None]:
         """An ``obj``/``call`` node's ``args`` and ``kwargs`` (rule G4), decoded."""

@@ -1,0 +1,519 @@
+/*
+ * The safe-format decoder's walk over graph.json at C speed: Decoder.dec of
+ * safeload/format/decode.py, which stays the reference (and runs when this module is not built,
+ * and for decoder subclasses).
+ *
+ *   Walker(decoder, dispatch, atoms, ndarray_keys, max_depth, max_items, error)
+ *       decoder   the Python Decoder; its slots, arrays, _sizes, _shapes and _pool_next are
+ *                 read once here and must not be rebound while the walker lives.
+ *       dispatch  tag -> (handler, allowed keys): Decoder's _dispatch_table.
+ *       error     error(kind, *args) raises the reference's exception for `kind` (so the
+ *                 messages live in one place, decode.py).
+ *   Walker.dec(v, depth) -> value      Decoder.dec.
+ *   Walker.count(n)                    Decoder._count: add n to the item count, raise
+ *                                      max_items past the limit.
+ *   Walker.items                       the item count (read/write).
+ *   Walker.release()                   drop every reference (the decoder holds the walker).
+ *
+ * What runs here: JSON atoms, lists, tagged values' key/depth/count bookkeeping, the
+ * {"$": "dict", "v": {...}} form and pooled "ndarray" slices whose shape and pool were seen
+ * before (Decoder._pooled fills both caches on first use).  Every other tag calls its Python
+ * handler with the same arguments the reference passes; anything unusual about a pooled
+ * slice calls Decoder._pooled, which checks it and names the problem.  The item count, the
+ * slot table and the shared-value sizes change exactly as in the reference, so a graph
+ * decodes to the same objects, counts the same items and fails with the same error.
+ *
+ * Mutation during the walk: a trusted __setstate__ may change a dict it was handed (a dict of
+ * the graph being decoded, through a reference); like the reference's `for ... in
+ * value.items()` the walk raises RuntimeError when the dict's size changes, and it holds its
+ * own reference to every key and value it works on.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "structmember.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *decoder, *dispatch, *atoms, *ndarray_keys, *error;
+    PyObject *slots, *arrays, *sizes, *shapes, *pool_next;
+    PyObject *pooled;    /* bound Decoder._pooled */
+    PyObject *str_tag, *str_i, *str_at, *str_shape, *str_order, *str_v, *str_reshape;
+    PyObject *str_ndarray, *str_dict, *str_C, *str_F, *kw_order;
+    long long items, max_items;
+    Py_ssize_t max_depth;
+} Walker;
+
+static PyObject *walker_dec(Walker *w, PyObject *v, Py_ssize_t depth);
+
+static int is_atom(Walker *w, PyObject *x) {
+    PyTypeObject *t = Py_TYPE(x);
+    return t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type || t == &PyBool_Type ||
+           x == Py_None;
+}
+
+/* error(kind, *args): always raises; returns NULL. */
+static PyObject *fail(Walker *w, const char *kind, PyObject *a, PyObject *b) {
+    PyObject *k = PyUnicode_FromString(kind);
+    if (!k) return NULL;
+    PyObject *args[3] = {k, a ? a : Py_None, b ? b : Py_None};
+    PyObject *r = PyObject_Vectorcall(w->error, args, 3, NULL);
+    Py_DECREF(k);
+    Py_XDECREF(r);
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "decoder error hook returned");
+    return NULL;
+}
+
+static int count(Walker *w, long long n) {
+    w->items += n;
+    if (w->items > w->max_items) {
+        PyObject *items = PyLong_FromLongLong(w->items);
+        if (!items) return -1;
+        fail(w, "max_items", items, NULL);
+        Py_DECREF(items);
+        return -1;
+    }
+    return 0;
+}
+
+static int too_deep(Walker *w, Py_ssize_t depth) {
+    if (depth <= w->max_depth) return 0;
+    PyObject *d = PyLong_FromSsize_t(depth);
+    if (!d) return -1;
+    fail(w, "max_depth", d, NULL);
+    Py_DECREF(d);
+    return -1;
+}
+
+/* sizes[slot] = items - start */
+static int set_size(Walker *w, Py_ssize_t slot, long long start) {
+    PyObject *k = PyLong_FromSsize_t(slot);
+    PyObject *n = PyLong_FromLongLong(w->items - start);
+    int rc = (k && n) ? PyDict_SetItem(w->sizes, k, n) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(n);
+    return rc;
+}
+
+/* Every key of v is in the frozenset allowed: 1 yes, 0 no, -1 error. */
+static int keys_within(PyObject *v, PyObject *allowed) {
+    Py_ssize_t pos = 0;
+    PyObject *key, *val;
+    while (PyDict_Next(v, &pos, &key, &val)) {
+        int r = PySet_Contains(allowed, key);
+        if (r != 1) return r;
+    }
+    return 1;
+}
+
+static PyObject *dec_list(Walker *w, PyObject *v, Py_ssize_t depth) {
+    if (too_deep(w, depth)) return NULL;
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    Py_ssize_t slot = PyList_GET_SIZE(w->slots);
+    if (PyList_Append(w->slots, out) < 0) goto error;
+    long long start = w->items;
+    if (count(w, 1 + (long long)PyList_GET_SIZE(v)) < 0) goto error;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+        PyObject *x = PyList_GET_ITEM(v, i);
+        Py_INCREF(x);
+        PyObject *item = is_atom(w, x) ? (Py_INCREF(x), x) : walker_dec(w, x, depth + 1);
+        Py_DECREF(x);
+        if (!item) goto error;
+        int rc = PyList_Append(out, item);
+        Py_DECREF(item);
+        if (rc < 0) goto error;
+    }
+    if (set_size(w, slot, start) < 0) goto error;
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* {"$": "dict", "v": {...}}: the JSON object becomes the dict, its values decoded in place. */
+static PyObject *dec_plain_dict(Walker *w, PyObject *value, Py_ssize_t depth) {
+    if (count(w, (long long)PyDict_GET_SIZE(value)) < 0) return NULL;
+    if (PyList_Append(w->slots, value) < 0) return NULL;
+    Py_ssize_t n = PyDict_GET_SIZE(value), pos = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(value, &pos, &key, &item)) {
+        if (is_atom(w, item)) continue;
+        Py_INCREF(key);
+        Py_INCREF(item);
+        PyObject *built = walker_dec(w, item, depth);
+        Py_DECREF(item);
+        int rc = built ? PyDict_SetItem(value, key, built) : -1;
+        Py_DECREF(key);
+        Py_XDECREF(built);
+        if (rc < 0) return NULL;
+        if (PyDict_GET_SIZE(value) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            return NULL;
+        }
+    }
+    Py_INCREF(value);
+    return value;
+}
+
+/* A pooled "ndarray" slice when its shape and pool were seen before; NULL with no exception
+ * set means "not the fast case": the caller asks Decoder._pooled. */
+static PyObject *fast_pooled(Walker *w, PyObject *v, PyObject *index, Py_ssize_t idx) {
+    PyObject *shape = PyDict_GetItemWithError(v, w->str_shape);
+    if (!shape || !PyList_CheckExact(shape)) return NULL;
+    PyObject *order = PyDict_GetItemWithError(v, w->str_order);
+    if (PyErr_Occurred()) return NULL;
+    int c_order = 1;
+    if (order) {
+        if (!PyUnicode_CheckExact(order)) return NULL;
+        if (PyUnicode_Compare(order, w->str_C) == 0)
+            c_order = 1;
+        else if (PyUnicode_Compare(order, w->str_F) == 0)
+            c_order = 0;
+        else
+            return NULL;
+    }
+    PyObject *at_obj = PyDict_GetItemWithError(v, w->str_at);
+    if (!at_obj || !PyLong_CheckExact(at_obj)) return NULL;
+    Py_ssize_t at = PyLong_AsSsize_t(at_obj);
+    if (at == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *key = PyList_AsTuple(shape);
+    if (!key) return NULL;
+    PyObject *count_obj = PyDict_GetItemWithError(w->shapes, key);
+    PyObject *expected = count_obj ? PyDict_GetItemWithError(w->pool_next, index) : NULL;
+    PyObject *pool = PyList_GET_ITEM(w->arrays, idx);
+    Py_ssize_t cnt = count_obj ? PyLong_AsSsize_t(count_obj) : -1;
+    Py_ssize_t exp = expected ? PyLong_AsSsize_t(expected) : -1;
+    if (PyErr_Occurred() || cnt < 0 || exp < 0 || at != exp || at > PY_SSIZE_T_MAX - cnt) {
+        PyErr_Clear();
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_INCREF(pool);
+    Py_ssize_t len = PyObject_Length(pool);
+    if (len < 0 || at + cnt > len) {
+        PyErr_Clear();
+        Py_DECREF(pool);
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *next = PyLong_FromSsize_t(at + cnt);
+    if (!next || PyDict_SetItem(w->pool_next, index, next) < 0) {
+        Py_XDECREF(next);
+        Py_DECREF(pool);
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(next);
+    PyObject *part = PySequence_GetSlice(pool, at, at + cnt);
+    Py_DECREF(pool);
+    if (!part || (PyList_GET_SIZE(shape) == 1 && c_order)) {
+        Py_DECREF(key);
+        return part;
+    }
+    PyObject *args[3] = {part, key, c_order ? w->str_C : w->str_F};
+    PyObject *out = PyObject_VectorcallMethod(w->str_reshape, args,
+                                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET, w->kw_order);
+    Py_DECREF(part);
+    Py_DECREF(key);
+    return out;
+}
+
+static PyObject *dec_ndarray_inline(Walker *w, PyObject *v, PyObject *index, Py_ssize_t idx) {
+    int within = keys_within(v, w->ndarray_keys);
+    if (within < 0) return NULL;
+    if (!within) return fail(w, "ndarray_keys", NULL, NULL);
+    PyObject *value = fast_pooled(w, v, index, idx);
+    if (!value) {
+        if (PyErr_Occurred()) return NULL;
+        PyObject *args[3] = {NULL, v, index};
+        value = PyObject_Vectorcall(w->pooled, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (!value) return NULL;
+    }
+    if (PyList_Append(w->slots, value) < 0) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    return value;
+}
+
+static PyObject *dec_tagged(Walker *w, PyObject *v, Py_ssize_t depth) {
+    if (too_deep(w, depth)) return NULL;
+    PyObject *tag = PyDict_GetItemWithError(v, w->str_tag);
+    if (!tag && PyErr_Occurred()) return NULL;
+    if (tag && PyUnicode_CheckExact(tag) && PyUnicode_Compare(tag, w->str_ndarray) == 0) {
+        /* the commonest tag, inlined as in the reference (rule G8); not counted there either */
+        PyObject *index = PyDict_GetItemWithError(v, w->str_i);
+        if (!index && PyErr_Occurred()) return NULL;
+        int has_at = PyDict_Contains(v, w->str_at);
+        if (has_at < 0) return NULL;
+        if (has_at && index && PyLong_CheckExact(index)) {
+            int overflow = 0;
+            long long idx = PyLong_AsLongLongAndOverflow(index, &overflow);
+            if (!overflow && idx >= 0 && idx < PyList_GET_SIZE(w->arrays)) {
+                Py_INCREF(index);
+                PyObject *r = dec_ndarray_inline(w, v, index, (Py_ssize_t)idx);
+                Py_DECREF(index);
+                return r;
+            }
+        }
+    }
+    PyObject *found = NULL;
+    if (tag && PyUnicode_CheckExact(tag)) {
+        found = PyDict_GetItemWithError(w->dispatch, tag);
+        if (!found && PyErr_Occurred()) return NULL;
+    }
+    if (!found) return fail(w, "unknown_tag", tag, NULL);
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 2) {
+        PyErr_SetString(PyExc_TypeError, "dispatch entries are (handler, allowed keys)");
+        return NULL;
+    }
+    PyObject *handler = PyTuple_GET_ITEM(found, 0), *allowed = PyTuple_GET_ITEM(found, 1);
+    int within = keys_within(v, allowed);
+    if (within < 0) return NULL;
+    if (!within) return fail(w, "unknown_keys", tag, v);
+    Py_ssize_t slot = PyList_GET_SIZE(w->slots);
+    long long start = w->items;
+    if (count(w, 1) < 0) return NULL;
+    PyObject *result;
+    Py_INCREF(tag);
+    Py_INCREF(handler);
+    PyObject *value;
+    if (PyUnicode_Compare(tag, w->str_dict) == 0 && PyDict_GET_SIZE(v) == 2 &&
+        (value = PyDict_GetItemWithError(v, w->str_v)) != NULL && PyDict_CheckExact(value)) {
+        Py_INCREF(value);
+        result = dec_plain_dict(w, value, depth + 1);
+        Py_DECREF(value);
+    } else if (PyErr_Occurred()) {
+        result = NULL;
+    } else {
+        PyObject *d = PyLong_FromSsize_t(depth + 1);
+        if (d) {
+            PyObject *args[3] = {w->decoder, v, d};
+            result = PyObject_Vectorcall(handler, args, 3, NULL);
+            Py_DECREF(d);
+        } else {
+            result = NULL;
+        }
+    }
+    Py_DECREF(handler);
+    Py_DECREF(tag);
+    if (result && slot < PyList_GET_SIZE(w->slots) && set_size(w, slot, start) < 0) {
+        Py_CLEAR(result);
+    }
+    return result;
+}
+
+static PyObject *walker_dec(Walker *w, PyObject *v, Py_ssize_t depth) {
+    if (!w->slots) {
+        PyErr_SetString(PyExc_RuntimeError, "the walker was released");
+        return NULL;
+    }
+    if (PyDict_CheckExact(v)) {
+        if (Py_EnterRecursiveCall(" while decoding graph.json")) return NULL;
+        PyObject *r = dec_tagged(w, v, depth);
+        Py_LeaveRecursiveCall();
+        return r;
+    }
+    if (PyList_CheckExact(v)) {
+        if (Py_EnterRecursiveCall(" while decoding graph.json")) return NULL;
+        PyObject *r = dec_list(w, v, depth);
+        Py_LeaveRecursiveCall();
+        return r;
+    }
+    if (is_atom(w, v)) {
+        Py_INCREF(v);
+        return v;
+    }
+    return fail(w, "json_type", (PyObject *)Py_TYPE(v), NULL);
+}
+
+static PyObject *Walker_dec(Walker *w, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "dec(v, depth)");
+        return NULL;
+    }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[1]);
+    if (depth == -1 && PyErr_Occurred()) return NULL;
+    return walker_dec(w, args[0], depth);
+}
+
+static PyObject *Walker_count(Walker *w, PyObject *arg) {
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (count(w, n) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static int Walker_clear(Walker *w) {
+    Py_CLEAR(w->decoder);
+    Py_CLEAR(w->dispatch);
+    Py_CLEAR(w->atoms);
+    Py_CLEAR(w->ndarray_keys);
+    Py_CLEAR(w->error);
+    Py_CLEAR(w->slots);
+    Py_CLEAR(w->arrays);
+    Py_CLEAR(w->sizes);
+    Py_CLEAR(w->shapes);
+    Py_CLEAR(w->pool_next);
+    Py_CLEAR(w->pooled);
+    return 0;
+}
+
+static PyObject *Walker_release(Walker *w, PyObject *unused) {
+    (void)unused;
+    Walker_clear(w);
+    Py_RETURN_NONE;
+}
+
+static int Walker_traverse(Walker *w, visitproc visit, void *arg) {
+    Py_VISIT(w->decoder);
+    Py_VISIT(w->dispatch);
+    Py_VISIT(w->atoms);
+    Py_VISIT(w->ndarray_keys);
+    Py_VISIT(w->error);
+    Py_VISIT(w->slots);
+    Py_VISIT(w->arrays);
+    Py_VISIT(w->sizes);
+    Py_VISIT(w->shapes);
+    Py_VISIT(w->pool_next);
+    Py_VISIT(w->pooled);
+    return 0;
+}
+
+static void Walker_dealloc(Walker *w) {
+    PyObject_GC_UnTrack(w);
+    Walker_clear(w);
+    Py_XDECREF(w->str_tag);
+    Py_XDECREF(w->str_i);
+    Py_XDECREF(w->str_at);
+    Py_XDECREF(w->str_shape);
+    Py_XDECREF(w->str_order);
+    Py_XDECREF(w->str_v);
+    Py_XDECREF(w->str_reshape);
+    Py_XDECREF(w->str_ndarray);
+    Py_XDECREF(w->str_dict);
+    Py_XDECREF(w->str_C);
+    Py_XDECREF(w->str_F);
+    Py_XDECREF(w->kw_order);
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+static PyObject *attr_of(PyObject *obj, const char *name, PyTypeObject *want) {
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (a && want && !Py_IS_TYPE(a, want)) {
+        PyErr_Format(PyExc_TypeError, "decoder.%s must be an exact %s", name, want->tp_name);
+        Py_CLEAR(a);
+    }
+    return a;
+}
+
+static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
+    PyObject *decoder, *dispatch, *atoms, *ndarray_keys, *error;
+    Py_ssize_t max_depth;
+    long long max_items;
+    static char *kwlist[] = {"decoder", "dispatch", "atoms", "ndarray_keys", "max_depth",
+                             "max_items", "error", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OO!nLO:Walker", kwlist, &decoder,
+                                     &PyDict_Type, &dispatch, &atoms, &PyFrozenSet_Type,
+                                     &ndarray_keys, &max_depth, &max_items, &error))
+        return -1;
+    Walker_clear(w);
+    Py_INCREF(decoder);
+    w->decoder = decoder;
+    Py_INCREF(dispatch);
+    w->dispatch = dispatch;
+    Py_INCREF(atoms);
+    w->atoms = atoms;
+    Py_INCREF(ndarray_keys);
+    w->ndarray_keys = ndarray_keys;
+    Py_INCREF(error);
+    w->error = error;
+    w->max_depth = max_depth;
+    w->max_items = max_items;
+    w->items = 0;
+    if (!(w->slots = attr_of(decoder, "slots", &PyList_Type))) return -1;
+    if (!(w->arrays = attr_of(decoder, "arrays", &PyList_Type))) return -1;
+    if (!(w->sizes = attr_of(decoder, "_sizes", &PyDict_Type))) return -1;
+    if (!(w->shapes = attr_of(decoder, "_shapes", &PyDict_Type))) return -1;
+    if (!(w->pool_next = attr_of(decoder, "_pool_next", &PyDict_Type))) return -1;
+    if (!(w->pooled = attr_of(decoder, "_pooled", NULL))) return -1;
+#define INTERN(field, text) \
+    if (!w->field && !(w->field = PyUnicode_InternFromString(text))) return -1
+    INTERN(str_tag, "$");
+    INTERN(str_i, "i");
+    INTERN(str_at, "at");
+    INTERN(str_shape, "shape");
+    INTERN(str_order, "order");
+    INTERN(str_v, "v");
+    INTERN(str_reshape, "reshape");
+    INTERN(str_ndarray, "ndarray");
+    INTERN(str_dict, "dict");
+    INTERN(str_C, "C");
+    INTERN(str_F, "F");
+#undef INTERN
+    if (!w->kw_order && !(w->kw_order = Py_BuildValue("(O)", w->str_order))) return -1;
+    return 0;
+}
+
+static PyObject *Walker_get_items(Walker *w, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(w->items);
+}
+
+static int Walker_set_items(Walker *w, PyObject *value, void *closure) {
+    (void)closure;
+    if (!value) {
+        PyErr_SetString(PyExc_TypeError, "items can not be deleted");
+        return -1;
+    }
+    long long n = PyLong_AsLongLong(value);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    w->items = n;
+    return 0;
+}
+
+static PyGetSetDef Walker_getset[] = {
+    {"items", (getter)Walker_get_items, (setter)Walker_set_items, "values counted so far", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef Walker_methods[] = {
+    {"dec", (PyCFunction)(void (*)(void))Walker_dec, METH_FASTCALL, "Decoder.dec(v, depth)."},
+    {"count", (PyCFunction)Walker_count, METH_O, "Decoder._count(n)."},
+    {"release", (PyCFunction)Walker_release, METH_NOARGS, "Drop every reference."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject WalkerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "safeload.format._walk.Walker",
+    .tp_basicsize = sizeof(Walker),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Decoder.dec at C speed (see the module source).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Walker_init,
+    .tp_dealloc = (destructor)Walker_dealloc,
+    .tp_traverse = (traverseproc)Walker_traverse,
+    .tp_clear = (inquiry)Walker_clear,
+    .tp_methods = Walker_methods,
+    .tp_getset = Walker_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_walk", "The safe-format decoder's walk at C speed.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__walk(void) {
+    if (PyType_Ready(&WalkerType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&WalkerType);
+    if (PyModule_AddObject(m, "Walker", (PyObject *)&WalkerType) < 0) {
+        Py_DECREF(&WalkerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

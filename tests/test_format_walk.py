@@ -1,0 +1,237 @@
+"""The C walk of graph.json (``safeload/format/_walk.c``) against its reference, the Python
+``Decoder.dec``: the same values, the same item count, the same shared-value sizes and the same
+error for any graph, well-formed or hostile."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import weakref
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from safeload.build import Builder
+from safeload.errors import FormatError, LimitExceededError
+from safeload.format import decode
+from safeload.format.decode import Decoder
+from safeload.limits import Limits
+from safeload.policy import default_policy
+
+pytestmark = pytest.mark.skipif(decode._walk is None, reason="C walk not built")
+
+
+class _Reference(Decoder):
+    """Decoder's own Python methods (the walk is only used for the exact class)."""
+
+
+def _pools() -> list[np.ndarray]:
+    return [np.arange(40, dtype="<i8"), np.arange(12, dtype="<f8"), np.zeros(0, dtype="<u4")]
+
+
+def _run(cls: type, value: Any, limits: Limits) -> tuple[str, Any, int, dict, list]:
+    decoder = cls([], Builder(default_policy(), limits, {}), _pools())
+    try:
+        out = decoder.dec(copy.deepcopy(value), 0)
+        result: tuple[str, Any] = ("ok", out)
+    except (FormatError, LimitExceededError, RuntimeError, TypeError) as exc:
+        result = (type(exc).__name__, str(exc))
+    items = decoder._walker.items if decoder._walker is not None else decoder.items
+    return (*result, items, dict(decoder._sizes), list(decoder._pool_next.items()))
+
+
+def _same(a: Any, b: Any) -> None:
+    assert type(a) is type(b)
+    if isinstance(a, np.ndarray):
+        assert (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.flags.f_contiguous == (b.flags.f_contiguous)
+        )
+        np.testing.assert_array_equal(a, b)
+        assert (a.base is None) == (b.base is None)  # a pool slice is a view in both
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _same(x, y)
+    else:
+        assert a == b or (a != a and b != b)
+
+
+def _agree(value: Any, limits: Limits | None = None) -> tuple:
+    limits = limits or Limits()
+    fast = _run(Decoder, value, limits)
+    ref = _run(_Reference, value, limits)
+    assert fast[0] == ref[0], (fast[:2], ref[:2])
+    if fast[0] == "ok":
+        _same(fast[1], ref[1])
+    else:
+        assert fast[1] == ref[1]
+    assert fast[2:] == ref[2:]
+    return fast
+
+
+# ------------------------------------------------------------------------------ strategies
+
+_atoms = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=3)
+)
+_pool_slice = st.fixed_dictionaries(
+    {
+        "$": st.just("ndarray"),
+        "i": st.one_of(st.integers(-1, 3), st.booleans(), st.just("0")),
+        "at": st.one_of(st.integers(-1, 45), st.just(1.0), st.just(True)),
+        "shape": st.one_of(
+            st.lists(st.integers(0, 6), max_size=3),
+            st.just("3"),
+            st.just([2.0]),
+            st.just([[1]]),
+        ),
+    },
+    optional={
+        "order": st.sampled_from(["C", "F", "K", 1]),
+        "x": st.just(1),
+    },
+)
+
+
+def _values(children: st.SearchStrategy) -> st.SearchStrategy:
+    keys = st.text(alphabet="abc$", min_size=1, max_size=2)
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.fixed_dictionaries(
+            {"$": st.just("dict"), "v": st.dictionaries(keys, children, max_size=3)}
+        ),
+        st.fixed_dictionaries(
+            {"$": st.just("dict"), "v": st.one_of(st.lists(children, max_size=2), st.none())}
+        ),
+        st.fixed_dictionaries({"$": st.just("tuple"), "v": st.lists(children, max_size=3)}),
+        st.fixed_dictionaries({"$": st.just("ref"), "id": st.integers(-1, 12)}),
+        st.fixed_dictionaries(
+            {"$": st.sampled_from(["set", "frozenset"]), "v": st.lists(_atoms, max_size=3)}
+        ),
+        st.fixed_dictionaries({"$": st.sampled_from(["nope", "obj"]), "v": children}),
+        st.dictionaries(st.sampled_from(["$", "v", "q"]), children, max_size=2),
+        st.fixed_dictionaries({"$": st.just("ndarray"), "i": st.integers(0, 2)}),
+    )
+
+
+_graphs = st.recursive(st.one_of(_atoms, _pool_slice), _values, max_leaves=25)
+
+SETTINGS = settings(
+    max_examples=400,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@SETTINGS
+@given(_graphs, st.integers(1, 6), st.integers(1, 60))
+def test_walk_agrees_with_the_reference(value: Any, max_depth: int, max_items: int) -> None:
+    _agree(value)
+    _agree(value, Limits(max_depth=max_depth, max_items=max_items))
+
+
+# ------------------------------------------------------------------------------ examples
+
+
+def test_pooled_slices_views_and_reshapes() -> None:
+    value = [
+        {"$": "ndarray", "i": 0, "at": 0, "shape": [6]},
+        {"$": "ndarray", "i": 0, "at": 6, "shape": [2, 3]},
+        {"$": "ndarray", "i": 0, "at": 12, "shape": [2, 3], "order": "F"},
+        {"$": "ndarray", "i": 2, "at": 0, "shape": [0, 8]},
+        {"$": "ndarray", "i": 2, "at": 0, "shape": [0, 8]},
+    ]
+    status, out, items, sizes, pool_next = _agree(value)
+    assert status == "ok"
+    np.testing.assert_array_equal(out[1], [[6, 7, 8], [9, 10, 11]])
+    np.testing.assert_array_equal(out[2], [[12, 14, 16], [13, 15, 17]])
+    assert out[2].flags.f_contiguous and not out[2].flags.c_contiguous
+    assert out[3].shape == out[4].shape == (0, 8)
+    assert items == 6  # the list and its five items; inline ndarray values add none
+    assert pool_next == [(0, 18), (2, 0)]
+
+
+@pytest.mark.parametrize(
+    ("second", "error"),
+    [
+        ({"at": 5}, "pooled arrays follow each other"),  # a gap
+        ({"at": 0}, "pooled arrays follow each other"),  # overlapping the first
+        ({"at": 39, "shape": [2]}, "pooled arrays follow each other"),  # past the pool
+        ({"order": "K", "shape": [2, 2]}, "order C or F"),
+        ({"shape": "4"}, "shape list"),
+        ({"extra": 1}, "unknown keys"),
+    ],
+)
+def test_pooled_slice_errors_match(second: dict, error: str) -> None:
+    first = {"$": "ndarray", "i": 0, "at": 0, "shape": [4]}
+    value = [first, {"$": "ndarray", "i": 0, "at": 4, "shape": [4], **second}]
+    status, message, *_ = _agree(value)
+    assert status == "FormatError" and error in message
+
+
+def test_counts_and_sizes_of_shared_values() -> None:
+    value = [{"$": "dict", "v": {"a": [1, 2, 3]}}, {"$": "ref", "id": 1}]
+    status, out, items, sizes, _ = _agree(value)
+    assert status == "ok" and out[1] is out[0]
+    # the outer list: 1 + 2 items; the dict: 1 + 1 key; its list: 1 + 3 items; the reference:
+    # 1 + the dict's whole size again (6), so a shared value costs what it would if repeated
+    assert sizes == {0: 16, 1: 6, 2: 4}
+    assert items == 16
+
+
+def test_limits_match() -> None:
+    deep: Any = 1
+    for _ in range(10):
+        deep = [deep]
+    status, message, *_ = _agree(deep, Limits(max_depth=4))
+    assert status == "LimitExceededError" and "max_depth" in message
+    status, message, *_ = _agree(list(range(50)), Limits(max_items=20))
+    assert status == "LimitExceededError" and "max_items" in message
+
+
+def test_unknown_tags_keys_and_json_types() -> None:
+    assert "unknown value tag 'nope'" in _agree({"$": "nope"})[1]
+    assert "unknown value tag 'None'" in _agree({"v": 1})[1]
+    assert "a 'tuple' value has unknown keys ['x']" in _agree({"$": "tuple", "v": [], "x": 1})[1]
+    fast = _run(Decoder, [(1, 2)], Limits())
+    assert fast[:2] == ("FormatError", "safe format rule G4: unexpected JSON value of type tuple")
+
+
+def test_a_dict_changed_during_its_own_walk_is_an_error() -> None:
+    """A handler reached through a reference may shrink the dict being walked (a trusted
+    ``__setstate__`` popping a key); the walk raises as ``dict.items()`` iteration does."""
+
+    decoder = Decoder([], Builder(default_policy(), Limits(), {}), _pools())
+    table = dict(decoder._dispatch)
+    handler, allowed = table["tuple"]
+
+    def popping_tuple(self: Decoder, v: dict, depth: int) -> Any:
+        self.slots[0].pop("z", None)  # slot 0: the dict being walked
+        return handler(self, v, depth)
+
+    table["tuple"] = (popping_tuple, allowed)
+    decoder._dispatch = table
+    decoder._use_walker()
+    value = {"$": "dict", "v": {"a": {"$": "tuple", "v": []}, "z": 1}}
+    with pytest.raises(RuntimeError, match="changed size during iteration"):
+        decoder.dec(value, 0)
+
+
+def test_released_walker_frees_the_decoder() -> None:
+    decoder = Decoder([], Builder(default_policy(), Limits(), {}), _pools())
+    assert decoder._walker is not None
+    ref = weakref.ref(decoder)
+    decoder.release()
+    del decoder
+    gc.collect()
+    assert ref() is None
