@@ -40,6 +40,16 @@ def _uint8_member(size: int) -> np.ndarray:
     return np.random.default_rng(size).integers(0, 256, n, dtype=np.uint8)
 
 
+@pytest.fixture(params=["c", "python"])
+def hasher(request, monkeypatch) -> str:
+    """Run a test with the C hasher (``_blockhash``, no GIL) and with the hashlib reference."""
+    if request.param == "python":
+        monkeypatch.setattr(archive, "_blockhash", None)
+    elif archive._blockhash is None:
+        pytest.skip("_blockhash not built")
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def big() -> tuple[np.ndarray, bytes]:
     arr = np.random.default_rng(0).random(450_000)  # 3.6 MB: four blocks, the last partial
@@ -73,7 +83,7 @@ def _flip(data: bytes, name: str, offset: int) -> bytes:
 
 @pytest.mark.parametrize("offset", [5, MIB - 1, MIB, 2 * MIB + 77, 3_600_100])
 @pytest.mark.parametrize("how", ["path", "bytes", "mmap-verify"])
-def test_a_changed_byte_in_any_block_is_refused(tmp_path, big, offset, how):
+def test_a_changed_byte_in_any_block_is_refused(tmp_path, big, offset, how, hasher):
     _, data = big
     bad = _flip(data, BIG, offset)
     path = tmp_path / "m.safeload"
@@ -108,7 +118,7 @@ def test_compressed_members_are_hashed_per_block_too(big):
 
 
 @pytest.mark.parametrize("how", ["path", "bytes", "mmap"])
-def test_intact_blocked_file_loads_on_every_read_path(tmp_path, big, how):
+def test_intact_blocked_file_loads_on_every_read_path(tmp_path, big, how, hasher):
     arr, data = big
     path = tmp_path / "m.safeload"
     path.write_bytes(data)
@@ -130,7 +140,7 @@ def _as_version_1(data: bytes) -> bytes:
     return sz.build(sz.rehash(table))  # whole-member digests, as version 1 wrote them
 
 
-def test_version_1_files_still_load_and_are_checked_as_strictly(tmp_path, big):
+def test_version_1_files_still_load_and_are_checked_as_strictly(tmp_path, big, hasher):
     arr, data = big
     old = _as_version_1(data)
     entry = sz.read_manifest(old)["members"][BIG]
@@ -223,3 +233,19 @@ def test_member_hash_gives_the_same_digest_for_any_chunking(cuts, blocked):
     expected = _blocks(_DATA) if blocked else hashlib.sha256(_DATA).hexdigest()
     assert h.result() == expected == digest(_DATA, blocked)
     assert digest(io.BytesIO(_DATA).getbuffer(), blocked) == expected
+
+
+def test_every_large_member_is_checked_with_its_own_digest(tmp_path, hasher):
+    """Members of 64 KiB to 1 MiB (one digest each) and over 1 MiB (blocks) read from a file:
+    a byte changed in any one of them is reported for that member alone."""
+    arrays = [np.full(n, i, dtype=np.uint8) for i, n in enumerate([70_000, 300_000, 1_500_000])]
+    data = safeload.dumps(arrays, created=CREATED)
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    out = safeload.load(path)
+    assert [a.tolist() == b.tolist() for a, b in zip(out, arrays, strict=True)] == [True] * 3
+    for k, name in enumerate(f"arrays/{i:06d}.npy" for i in range(3)):
+        path.write_bytes(_flip(data, name, 200 + k * 60_000))
+        with pytest.raises(IntegrityError) as info:
+            safeload.load(path)
+        assert info.value.members == [name]

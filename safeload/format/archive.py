@@ -38,6 +38,11 @@ from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
 from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, crc32, read_index
 
+try:  # optional: SHA-256 beside the loader without the GIL; hashlib on a thread otherwise
+    from . import _blockhash  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - built without a compiler or OpenSSL's headers
+    _blockhash = None
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -776,6 +781,7 @@ def read_arrays(
     total = 0
     pending: list[tuple[str, Any]] = []
     blocks: _BlockHasher | None = None  # block digests of large members
+    fast: Any = None  # _blockhash.Hasher: digests of large members, without the GIL
     serial: ThreadPoolExecutor | None = None  # updates of one digest, in order
     sha256 = hashlib.sha256
     # large members of a file held in memory: copied from it (no second read of the file) and
@@ -829,6 +835,23 @@ def read_arrays(
                 file.seek(start + hl)
                 if not verify:
                     _read_into(file, raw, 0, nbytes, name)
+                elif _blockhash is not None and (not blocked or hl < BLOCK_SIZE):
+                    # hashed beside the reads and the decode, without the GIL: each block (or
+                    # the whole member) as soon as it is read
+                    if fast is None:
+                        fast = _blockhash.Hasher()
+                    if blocked:
+                        end = BLOCK_SIZE - hl
+                        _read_into(file, raw, 0, min(end, nbytes), name)
+                        ids = [fast.add(header, raw[:end])]
+                        for pos in range(end, nbytes, BLOCK_SIZE):
+                            part = raw[pos : pos + BLOCK_SIZE]
+                            _read_into(file, raw, pos, pos + part.nbytes, name)
+                            ids.append(fast.add(b"", part))
+                        pending.append((name, _Later(ids)))
+                    else:
+                        _read_into(file, raw, 0, nbytes, name)
+                        pending.append((name, _Later(fast.add(header, raw))))
                 elif blocked and hl < BLOCK_SIZE:
                     # block k is hashed on the worker while block k + 1 is read
                     if blocks is None:
@@ -882,6 +905,7 @@ def read_arrays(
             serial.shutdown(wait=True)
         if blocks is not None:
             blocks.close()
+        del fast  # cancels what is queued, waits for the digest in hand, releases the arrays
         raise
     finally:
         with contextlib.suppress(BufferError):
@@ -891,12 +915,15 @@ def read_arrays(
         try:
             if blocks is not None:
                 blocks.finish()  # fills in the block lists of pending
+            done = fast.join() if fast is not None else []
             bad = []
             for name, found in pending:
                 if found is None:
                     found = job.digest(name)  # type: ignore[union-attr]
                 elif isinstance(found, Future):
                     found = found.result()
+                elif type(found) is _Later:
+                    found = found.resolve(done)
                 if found != expected(members[name]):
                     bad.append(name)
         finally:
@@ -955,6 +982,22 @@ class _HashThread:
         if self._error is not None:
             raise self._error
         return self._digests[name]
+
+
+class _Later:
+    """Digest(s) a :class:`_blockhash.Hasher` computes: ``ids`` is the index one ``add``
+    returned (a whole-member digest) or the list of a member's block indices."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: int | list[int]):
+        self.ids = ids
+
+    def resolve(self, done: list[str]) -> str | list[str]:
+        """The digest (:func:`.digest.digest`'s form) from ``Hasher.join()``'s list."""
+        if type(self.ids) is list:
+            return [done[i] for i in self.ids]
+        return done[self.ids]
 
 
 def _digest_after(futures: list[Future], h: MemberHash) -> str | list[str]:

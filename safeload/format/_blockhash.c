@@ -1,0 +1,308 @@
+/*
+ * SHA-256 of array members beside the loader, without the GIL (OpenSSL's libcrypto, the
+ * library Python's hashlib uses).  safeload/format/archive.py keeps a pure-Python path
+ * (hashlib on a `_thread` worker) as the reference and for builds without this module.
+ *
+ *   Hasher()
+ *   Hasher.add(head, data) -> int
+ *       Queue SHA-256(head + data) (a bytes header and any C-contiguous buffer) and return its
+ *       index.  The hasher holds a buffer export of `data` until join(): the caller must not
+ *       write it meanwhile.  When the worker thread already has a digest waiting, this one is
+ *       computed at once on the calling thread (the data was just read, so it is in the CPU
+ *       cache, and both cores hash); otherwise it goes to the worker, which starts on the
+ *       first add and never takes the GIL.
+ *   Hasher.join() -> list[str]
+ *       Hash what is still queued on this thread too, wait for the worker, and return the
+ *       hex digests in add() order.  The hasher is finished then (add() raises RuntimeError).
+ *   A Hasher dropped without join() cancels the queued digests, waits for the one in hand and
+ *   releases every buffer.
+ *
+ * Why: hashlib needs the GIL between two updates, so a worker thread waits up to the switch
+ * interval (5 ms) whenever the loader runs Python (decoding the graph), and the hashing piles
+ * up at the end of the load (docs/PERFORMANCE.md).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <string.h>
+
+typedef struct {
+    Py_buffer view;
+    PyObject *head; /* bytes */
+    int state;      /* 0 queued, 1 taken, 2 done, -1 failed */
+    unsigned char md[32];
+} Job;
+
+typedef struct {
+    PyObject_HEAD
+    Job *jobs;
+    Py_ssize_t count, capacity, next; /* next: the first job nobody took yet */
+    pthread_mutex_t mutex;
+    pthread_cond_t wake, done;
+    pthread_t thread;
+    int sync_ready, started, closing, cancelled, finished, running;
+} Hasher;
+
+/* SHA-256(head + data) into md; 0 on success. No Python calls: runs without the GIL. */
+static int sha256_two(const void *head, size_t head_len, const void *data, size_t len,
+                      unsigned char *md) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int out_len = 0;
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             (head_len == 0 || EVP_DigestUpdate(ctx, head, head_len) == 1) &&
+             (len == 0 || EVP_DigestUpdate(ctx, data, len) == 1) &&
+             EVP_DigestFinal_ex(ctx, md, &out_len) == 1 && out_len == 32;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+/* Hash a job from its snapshot (no mutex, no GIL): 2 done, -1 failed. */
+static int run_job(Job *snapshot) {
+    return sha256_two(PyBytes_AS_STRING(snapshot->head), (size_t)PyBytes_GET_SIZE(snapshot->head),
+                      snapshot->view.buf, (size_t)snapshot->view.len, snapshot->md) == 0
+               ? 2
+               : -1;
+}
+
+/* Take the next queued job (mutex held); -1 when none. The jobs array may move when add()
+ * grows it, so the taker works on a copy of the job's pointers. */
+/* Move `next` past the jobs add() hashed itself (mutex held). */
+static void skip_taken(Hasher *h) {
+    while (h->next < h->count && h->jobs[h->next].state != 0) h->next++;
+}
+
+static Py_ssize_t take(Hasher *h, Job *snapshot) {
+    skip_taken(h);
+    if (h->next >= h->count || h->cancelled) return -1;
+    Py_ssize_t k = h->next++;
+    h->jobs[k].state = 1;
+    *snapshot = h->jobs[k];
+    return k;
+}
+
+static void finish_job(Hasher *h, Py_ssize_t k, Job *snapshot, int state) {
+    memcpy(h->jobs[k].md, snapshot->md, 32);
+    h->jobs[k].state = state;
+}
+
+static void *worker_main(void *arg) {
+    Hasher *h = (Hasher *)arg;
+    pthread_mutex_lock(&h->mutex);
+    for (;;) {
+        Job snapshot;
+        Py_ssize_t k;
+        while ((k = take(h, &snapshot)) < 0 && !h->closing) pthread_cond_wait(&h->wake, &h->mutex);
+        if (k < 0) break;
+        h->running = 1;
+        pthread_mutex_unlock(&h->mutex);
+        int state = run_job(&snapshot);
+        pthread_mutex_lock(&h->mutex);
+        finish_job(h, k, &snapshot, state);
+        h->running = 0;
+        pthread_cond_broadcast(&h->done);
+    }
+    pthread_mutex_unlock(&h->mutex);
+    return NULL;
+}
+
+static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Hasher() takes no arguments");
+        return NULL;
+    }
+    Hasher *h = (Hasher *)type->tp_alloc(type, 0);
+    if (!h) return NULL;
+    if (pthread_mutex_init(&h->mutex, NULL) != 0) {
+        Py_DECREF(h);
+        return PyErr_Format(PyExc_OSError, "pthread_mutex_init failed");
+    }
+    if (pthread_cond_init(&h->wake, NULL) != 0) {
+        pthread_mutex_destroy(&h->mutex);
+        Py_DECREF(h);
+        return PyErr_Format(PyExc_OSError, "pthread_cond_init failed");
+    }
+    if (pthread_cond_init(&h->done, NULL) != 0) {
+        pthread_cond_destroy(&h->wake);
+        pthread_mutex_destroy(&h->mutex);
+        Py_DECREF(h);
+        return PyErr_Format(PyExc_OSError, "pthread_cond_init failed");
+    }
+    h->sync_ready = 1;
+    return (PyObject *)h;
+}
+
+/* Stop the worker (cancel: skip what is queued) and wait for it.  No GIL needed. */
+static void stop_worker(Hasher *h, int cancel) {
+    if (!h->started) return;
+    pthread_mutex_lock(&h->mutex);
+    h->closing = 1;
+    if (cancel) h->cancelled = 1;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->mutex);
+    pthread_join(h->thread, NULL);
+    h->started = 0;
+}
+
+static void release_jobs(Hasher *h) {
+    for (Py_ssize_t k = 0; k < h->count; k++) {
+        PyBuffer_Release(&h->jobs[k].view);
+        Py_CLEAR(h->jobs[k].head);
+    }
+    PyMem_Free(h->jobs);
+    h->jobs = NULL;
+    h->count = h->capacity = h->next = 0;
+}
+
+static void Hasher_dealloc(Hasher *h) {
+    if (h->started) {
+        Py_BEGIN_ALLOW_THREADS
+        stop_worker(h, 1);
+        Py_END_ALLOW_THREADS
+    }
+    release_jobs(h);
+    if (h->sync_ready) {
+        pthread_cond_destroy(&h->done);
+        pthread_cond_destroy(&h->wake);
+        pthread_mutex_destroy(&h->mutex);
+    }
+    Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+static PyObject *Hasher_add(Hasher *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "add(head: bytes, data: buffer)");
+        return NULL;
+    }
+    if (h->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "add() after join()");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    pthread_mutex_lock(&h->mutex);
+    if (h->count == h->capacity) {
+        Py_ssize_t cap = h->capacity ? 2 * h->capacity : 64;
+        Job *grown = (size_t)cap < PY_SSIZE_T_MAX / sizeof(Job)
+                         ? (Job *)PyMem_Realloc(h->jobs, (size_t)cap * sizeof(Job))
+                         : NULL;
+        if (!grown) {
+            pthread_mutex_unlock(&h->mutex);
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+        h->jobs = grown;
+        h->capacity = cap;
+    }
+    Py_ssize_t k = h->count++;
+    Job *job = &h->jobs[k];
+    job->view = view;
+    job->head = Py_NewRef(args[0]);
+    job->state = 0;
+    /* the worker is behind (a job it has not taken yet): hash this one here, now; take()
+     * skips it */
+    skip_taken(h);
+    int here = h->started && h->next < k;
+    if (here) job->state = 1;
+    Job snapshot = *job;
+    if (!here && !h->started) {
+        if (pthread_create(&h->thread, NULL, worker_main, h) == 0) h->started = 1;
+        /* else no thread: join() hashes everything on the calling thread */
+    }
+    if (!here && h->started) pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->mutex);
+    if (here) {
+        int state;
+        Py_BEGIN_ALLOW_THREADS
+        state = run_job(&snapshot);
+        pthread_mutex_lock(&h->mutex);
+        finish_job(h, k, &snapshot, state);
+        pthread_mutex_unlock(&h->mutex);
+        Py_END_ALLOW_THREADS
+    }
+    return PyLong_FromSsize_t(k);
+}
+
+static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
+    if (h->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "join() called twice");
+        return NULL;
+    }
+    h->finished = 1;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&h->mutex);
+    for (;;) { /* hash the queued jobs here too, beside the worker */
+        Job snapshot;
+        Py_ssize_t k = take(h, &snapshot);
+        if (k < 0) break;
+        pthread_mutex_unlock(&h->mutex);
+        int state = run_job(&snapshot);
+        pthread_mutex_lock(&h->mutex);
+        finish_job(h, k, &snapshot, state);
+    }
+    pthread_mutex_unlock(&h->mutex);
+    stop_worker(h, 0);
+    Py_END_ALLOW_THREADS
+    PyObject *out = PyList_New(h->count);
+    int failed = 0;
+    for (Py_ssize_t k = 0; out && k < h->count; k++) {
+        if (h->jobs[k].state != 2) {
+            failed = 1;
+            break;
+        }
+        char hex[65];
+        static const char digits[] = "0123456789abcdef";
+        for (int i = 0; i < 32; i++) {
+            hex[2 * i] = digits[h->jobs[k].md[i] >> 4];
+            hex[2 * i + 1] = digits[h->jobs[k].md[i] & 15];
+        }
+        PyObject *s = PyUnicode_FromStringAndSize(hex, 64);
+        if (!s) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, k, s);
+    }
+    release_jobs(h);
+    if (failed) {
+        Py_XDECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL SHA-256 failed");
+        return NULL;
+    }
+    return out;
+}
+
+static PyMethodDef hasher_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))Hasher_add, METH_FASTCALL,
+     "add(head, data) -> index: queue SHA-256(head + data) (see module doc)."},
+    {"join", (PyCFunction)Hasher_join, METH_NOARGS,
+     "Hash what is queued, wait for the worker; return the hex digests in add() order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HasherType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "safeload.format._blockhash.Hasher",
+    .tp_basicsize = sizeof(Hasher),
+    .tp_dealloc = (destructor)Hasher_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SHA-256 digests computed beside the caller without the GIL (module doc).",
+    .tp_methods = hasher_methods,
+    .tp_new = Hasher_new,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_blockhash", "SHA-256 beside the loader, without the GIL.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__blockhash(void) {
+    if (PyType_Ready(&HasherType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&HasherType);
+    if (PyModule_AddObject(m, "Hasher", (PyObject *)&HasherType) < 0) {
+        Py_DECREF(&HasherType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
