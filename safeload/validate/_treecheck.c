@@ -18,16 +18,25 @@
  *
  *   check_predictor(nodes, itemsize, off_is_leaf, off_left, off_right, off_feature,
  *                   off_is_categorical, off_missing, off_bitset_idx, n_bitsets,
- *                   feature_end, is_categorical=None) -> bool
+ *                   feature_end) -> bool
  *       sklearn/ensemble/_hist_gradient_boosting PREDICTOR_RECORD_DTYPE records: is_leaf,
  *       is_categorical, missing_go_to_left uint8, left/right/bitset_idx uint32, feature_idx
  *       int64 (native, any alignment).  Checks:
  *         - is_leaf in {0, 1} for every node;
  *         - internal node i: i < left, right < n; 0 <= feature_idx < feature_end;
  *           is_categorical and missing_go_to_left in {0, 1}; a categorical split has
- *           bitset_idx < n_bitsets and, when the uint8 buffer is_categorical is given,
- *           feature_idx < len(is_categorical) and is_categorical[feature_idx] != 0;
+ *           bitset_idx < n_bitsets;
  *         - every node except the root 0 has exactly one parent.
+ *
+ *   check_splits(node_arrays, itemsize, off_is_leaf, off_feature, off_is_categorical,
+ *                feature_end, is_categorical) -> bool
+ *       The estimator-level checks of a HistGradientBoosting model over all its predictors in
+ *       one call: node_arrays is a list of 1-D C-contiguous PREDICTOR_RECORD_DTYPE buffers
+ *       (empty ones allowed; another shape or strides is "not valid"), is_categorical a
+ *       C-contiguous buffer of bytes (the bin mapper's mask).  For every node with
+ *       is_leaf == 0: 0 <= feature_idx < feature_end, and when is_categorical != 0,
+ *       feature_idx < len(is_categorical) and is_categorical[feature_idx] != 0.  No
+ *       structural checks: check_predictor makes them on every predictor.
  *
  *   Batch()  tree checks overlapped with the caller (the loader keeps building on its own
  *            thread while a worker thread, which never takes the GIL, runs `check` passes):
@@ -48,7 +57,8 @@
  *
  * Kernels never read outside the buffer: the record layout is checked against the itemsize
  * and the node count against the buffer length first, and every index is range-checked before
- * it is used.  Working memory: 4 bytes per node (trees), 1 byte per node (predictors).
+ * it is used.  Working memory: 4 bytes per node (trees), 1 byte per node (predictors), one
+ * buffer view per predictor (check_splits).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -149,37 +159,28 @@ static PyObject *check(PyObject *self, PyObject *args) {
 
 static PyObject *check_predictor(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *obj, *cat_obj = Py_None;
+    PyObject *obj;
     Py_ssize_t itemsize, o_leaf, o_l, o_r, o_f, o_cat, o_m, o_bs, n_bitsets, feature_end;
-    if (!PyArg_ParseTuple(args, "Onnnnnnnnnn|O:check_predictor", &obj, &itemsize, &o_leaf,
-                          &o_l, &o_r, &o_f, &o_cat, &o_m, &o_bs, &n_bitsets, &feature_end,
-                          &cat_obj))
+    if (!PyArg_ParseTuple(args, "Onnnnnnnnnn:check_predictor", &obj, &itemsize, &o_leaf, &o_l,
+                          &o_r, &o_f, &o_cat, &o_m, &o_bs, &n_bitsets, &feature_end))
         return NULL;
-    Py_buffer view, cat_view;
+    Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    int have_cat = cat_obj != Py_None;
-    if (have_cat && PyObject_GetBuffer(cat_obj, &cat_view, PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
     const Py_ssize_t n = itemsize >= 1 && view.len >= 0 ? view.len / itemsize : 0;
     int ok = n >= 1 && view.len == n * itemsize && o_leaf >= 0 && o_leaf < itemsize &&
              o_cat >= 0 && o_cat < itemsize && o_m >= 0 && o_m < itemsize && o_l >= 0 &&
              o_l <= itemsize - 4 && o_r >= 0 && o_r <= itemsize - 4 && o_bs >= 0 &&
              o_bs <= itemsize - 4 && o_f >= 0 && o_f <= itemsize - 8 && n_bitsets >= 0 &&
-             feature_end >= 0 && (!have_cat || cat_view.itemsize == 1);
+             feature_end >= 0;
     unsigned char *parents = NULL;
     if (ok) {
         parents = (unsigned char *)PyMem_Calloc((size_t)n, 1);
         if (!parents) {
-            if (have_cat) PyBuffer_Release(&cat_view);
             PyBuffer_Release(&view);
             return PyErr_NoMemory();
         }
     }
     const char *base = (const char *)view.buf;
-    const unsigned char *is_cat = have_cat ? (const unsigned char *)cat_view.buf : NULL;
-    const uint64_t n_cat = have_cat ? (uint64_t)cat_view.len : 0;
     Py_BEGIN_ALLOW_THREADS
     if (ok) parents[0] = 1;
     for (Py_ssize_t i = 0; ok && i < n; i++) {
@@ -202,7 +203,6 @@ static PyObject *check_predictor(PyObject *self, PyObject *args) {
         if (cat) {
             memcpy(&bs, rec + o_bs, sizeof bs);
             if ((uint64_t)bs >= (uint64_t)n_bitsets) { ok = 0; break; }
-            if (have_cat && ((uint64_t)f >= n_cat || !is_cat[f])) { ok = 0; break; }
         }
         if (parents[l] || parents[r] || l == r) { ok = 0; break; } /* a second parent */
         parents[l] = 1;
@@ -210,8 +210,74 @@ static PyObject *check_predictor(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     PyMem_Free(parents);
-    if (have_cat) PyBuffer_Release(&cat_view);
     PyBuffer_Release(&view);
+    return PyBool_FromLong(ok);
+}
+
+/* 1 when every internal record of one predictor's buffer passes the split checks.  No GIL. */
+static int splits_ok(const char *base, Py_ssize_t n, Py_ssize_t itemsize, Py_ssize_t o_leaf,
+                     Py_ssize_t o_f, Py_ssize_t o_cat, Py_ssize_t feature_end,
+                     const unsigned char *is_cat, Py_ssize_t n_cat) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *rec = base + i * itemsize;
+        if (rec[o_leaf] != 0) continue; /* the reference looks at is_leaf == 0 only */
+        int64_t f;
+        memcpy(&f, rec + o_f, sizeof f);
+        if (f < 0 || f >= (int64_t)feature_end) return 0;
+        if (rec[o_cat] != 0 && (f >= (int64_t)n_cat || !is_cat[f])) return 0;
+    }
+    return 1;
+}
+
+static PyObject *check_splits(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *arrays, *cat_obj;
+    Py_ssize_t itemsize, o_leaf, o_f, o_cat, feature_end;
+    if (!PyArg_ParseTuple(args, "O!nnnnnO:check_splits", &PyList_Type, &arrays, &itemsize,
+                          &o_leaf, &o_f, &o_cat, &feature_end, &cat_obj))
+        return NULL;
+    if (!(itemsize >= 1 && o_leaf >= 0 && o_leaf < itemsize && o_cat >= 0 &&
+          o_cat < itemsize && o_f >= 0 && o_f <= itemsize - 8 && feature_end >= 0))
+        Py_RETURN_FALSE;
+    Py_buffer cat_view;
+    if (PyObject_GetBuffer(cat_obj, &cat_view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    /* Hold a view of every array first so the pass itself can run without the GIL; the list
+     * is a snapshot (its items stay referenced by the views, whatever happens to the list). */
+    const Py_ssize_t count = PyList_GET_SIZE(arrays);
+    Py_buffer *views = (Py_buffer *)PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
+    if (!views) {
+        PyBuffer_Release(&cat_view);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t held = 0;
+    int ok = cat_view.itemsize == 1, err = 0;
+    for (; ok && held < count && held < PyList_GET_SIZE(arrays); held++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(arrays, held));
+        int rc = PyObject_GetBuffer(item, &views[held], PyBUF_STRIDES);
+        Py_DECREF(item);
+        if (rc < 0) {
+            err = 1;
+            break;
+        }
+        const Py_buffer *v = &views[held];
+        if (v->ndim != 1 || !PyBuffer_IsContiguous(v, 'C') || v->len % itemsize != 0)
+            ok = 0; /* not a flat run of whole records */
+    }
+    /* a buffer export that ran Python code could have resized the list: check nothing then */
+    if (ok && !err && (held < count || PyList_GET_SIZE(arrays) != count)) ok = 0;
+    if (ok && !err) {
+        const unsigned char *is_cat = (const unsigned char *)cat_view.buf;
+        const Py_ssize_t n_cat = cat_view.len;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; ok && k < held; k++)
+            ok = splits_ok((const char *)views[k].buf, views[k].len / itemsize, itemsize, o_leaf,
+                           o_f, o_cat, feature_end, is_cat, n_cat);
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t k = 0; k < held; k++) PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+    PyBuffer_Release(&cat_view);
+    if (err) return NULL;
     return PyBool_FromLong(ok);
 }
 
@@ -470,6 +536,9 @@ static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS, "Structural checks of a tree node array (see module doc)."},
     {"check_predictor", check_predictor, METH_VARARGS,
      "Structural checks of a HistGradientBoosting predictor node array (see module doc)."},
+    {"check_splits", check_splits, METH_VARARGS,
+     "Feature-width and categorical-mask checks over a list of predictor node arrays (see "
+     "module doc)."},
     {NULL, NULL, 0, NULL},
 };
 
