@@ -55,6 +55,9 @@
  *           add() raises RuntimeError.  A batch dropped without join() cancels the jobs not
  *           started yet and waits for the running one before releasing the buffers.
  *
+ * Passes over at most SMALL_PASS nodes keep the GIL; at most STACK_NODES, their working memory
+ * is on the stack.
+ *
  * Kernels never read outside the buffer: the record layout is checked against the itemsize
  * and the node count against the buffer length first, and every index is range-checked before
  * it is used.  Working memory: 4 bytes per node (trees), 1 byte per node (predictors), one
@@ -71,6 +74,25 @@
 #else
 #define HAVE_WORKER 0
 #endif
+
+/* A pass over at most this many nodes keeps the GIL (tens of microseconds at most): releasing
+ * and retaking it costs about as much, and hands the GIL to any thread waiting for it (a
+ * loader's hashing thread, say), which the caller then waits for. */
+#define SMALL_PASS 16384
+
+/* Working memory of a pass over at most this many nodes lives on the stack (16 KiB at most). */
+#define STACK_NODES 4096
+
+/* Run `stmt` (which needs no GIL) with the GIL released only when the pass is not small. */
+#define RUN_PASS(n_nodes, stmt)                                                                \
+    do {                                                                                       \
+        if ((n_nodes) <= SMALL_PASS) {                                                         \
+            stmt;                                                                              \
+        } else {                                                                               \
+            Py_BEGIN_ALLOW_THREADS stmt;                                                       \
+            Py_END_ALLOW_THREADS                                                               \
+        }                                                                                      \
+    } while (0)
 
 /* ------------------------------------------------------------------ tree kernel */
 
@@ -92,8 +114,14 @@ static int tree_layout_ok(const TreeJob *j, Py_ssize_t buffer_len) {
 static int tree_check(const TreeJob *j) {
     const Py_ssize_t n = j->n;
     /* level[i] = depth(i) + 1 once node i's parent was seen, 0 before (root: 1) */
-    int32_t *level = (int32_t *)PyMem_RawCalloc((size_t)n, sizeof(int32_t));
-    if (!level) return -1;
+    int32_t small[STACK_NODES];
+    int32_t *level = small;
+    if (n <= STACK_NODES) {
+        memset(small, 0, (size_t)n * sizeof(int32_t));
+    } else {
+        level = (int32_t *)PyMem_RawCalloc((size_t)n, sizeof(int32_t));
+        if (!level) return -1;
+    }
     const uint64_t un = (uint64_t)n, unf = (uint64_t)j->n_features;
     const int32_t lim = (int32_t)j->max_depth + 1; /* a child's level is at most this */
     const int has_m = j->off_m >= 0;
@@ -123,7 +151,7 @@ static int tree_check(const TreeJob *j) {
         level[l] = lv + 1;
         level[r] = lv + 1;
     }
-    PyMem_RawFree(level);
+    if (level != small) PyMem_RawFree(level);
     return ok;
 }
 
@@ -145,11 +173,7 @@ static PyObject *check(PyObject *self, PyObject *args) {
     if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
     j.base = (const char *)view.buf;
     int ok = 0;
-    if (tree_layout_ok(&j, view.len)) {
-        Py_BEGIN_ALLOW_THREADS
-        ok = tree_check(&j);
-        Py_END_ALLOW_THREADS
-    }
+    if (tree_layout_ok(&j, view.len)) RUN_PASS(j.n, ok = tree_check(&j));
     PyBuffer_Release(&view);
     if (ok < 0) return PyErr_NoMemory();
     return PyBool_FromLong(ok);
@@ -157,60 +181,74 @@ static PyObject *check(PyObject *self, PyObject *args) {
 
 /* ------------------------------------------------------------------ predictor kernel */
 
-static PyObject *check_predictor(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *obj;
-    Py_ssize_t itemsize, o_leaf, o_l, o_r, o_f, o_cat, o_m, o_bs, n_bitsets, feature_end;
-    if (!PyArg_ParseTuple(args, "Onnnnnnnnnn:check_predictor", &obj, &itemsize, &o_leaf, &o_l,
-                          &o_r, &o_f, &o_cat, &o_m, &o_bs, &n_bitsets, &feature_end))
-        return NULL;
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    const Py_ssize_t n = itemsize >= 1 && view.len >= 0 ? view.len / itemsize : 0;
-    int ok = n >= 1 && view.len == n * itemsize && o_leaf >= 0 && o_leaf < itemsize &&
-             o_cat >= 0 && o_cat < itemsize && o_m >= 0 && o_m < itemsize && o_l >= 0 &&
-             o_l <= itemsize - 4 && o_r >= 0 && o_r <= itemsize - 4 && o_bs >= 0 &&
-             o_bs <= itemsize - 4 && o_f >= 0 && o_f <= itemsize - 8 && n_bitsets >= 0 &&
-             feature_end >= 0;
-    unsigned char *parents = NULL;
-    if (ok) {
-        parents = (unsigned char *)PyMem_Calloc((size_t)n, 1);
-        if (!parents) {
-            PyBuffer_Release(&view);
-            return PyErr_NoMemory();
-        }
+typedef struct {
+    const char *base;
+    Py_ssize_t n, itemsize, o_leaf, o_l, o_r, o_f, o_cat, o_m, o_bs, n_bitsets, feature_end;
+} PredictorJob;
+
+/* 1: valid, 0: not valid, -1: out of memory.  Needs no GIL (raw allocator). */
+static int predictor_check(const PredictorJob *j) {
+    const Py_ssize_t n = j->n;
+    unsigned char small[STACK_NODES];
+    unsigned char *parents = small;
+    if (n <= STACK_NODES) {
+        memset(small, 0, (size_t)n);
+    } else {
+        parents = (unsigned char *)PyMem_RawCalloc((size_t)n, 1);
+        if (!parents) return -1;
     }
-    const char *base = (const char *)view.buf;
-    Py_BEGIN_ALLOW_THREADS
-    if (ok) parents[0] = 1;
-    for (Py_ssize_t i = 0; ok && i < n; i++) {
-        const char *rec = base + i * itemsize;
-        const unsigned leaf = (unsigned char)rec[o_leaf];
+    int ok = 1;
+    parents[0] = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *rec = j->base + i * j->itemsize;
+        const unsigned leaf = (unsigned char)rec[j->o_leaf];
         if (!parents[i] || leaf > 1) { ok = 0; break; } /* unreachable, or not a flag */
         if (leaf) continue;
         uint32_t l, r, bs;
         int64_t f;
-        memcpy(&l, rec + o_l, sizeof l);
-        memcpy(&r, rec + o_r, sizeof r);
-        memcpy(&f, rec + o_f, sizeof f);
-        const unsigned cat = (unsigned char)rec[o_cat];
-        const unsigned m = (unsigned char)rec[o_m];
+        memcpy(&l, rec + j->o_l, sizeof l);
+        memcpy(&r, rec + j->o_r, sizeof r);
+        memcpy(&f, rec + j->o_f, sizeof f);
+        const unsigned cat = (unsigned char)rec[j->o_cat];
+        const unsigned m = (unsigned char)rec[j->o_m];
         if ((Py_ssize_t)l <= i || (Py_ssize_t)r <= i || (Py_ssize_t)l >= n ||
-            (Py_ssize_t)r >= n || f < 0 || f >= (int64_t)feature_end || cat > 1 || m > 1) {
+            (Py_ssize_t)r >= n || f < 0 || f >= (int64_t)j->feature_end || cat > 1 || m > 1) {
             ok = 0;
             break;
         }
         if (cat) {
-            memcpy(&bs, rec + o_bs, sizeof bs);
-            if ((uint64_t)bs >= (uint64_t)n_bitsets) { ok = 0; break; }
+            memcpy(&bs, rec + j->o_bs, sizeof bs);
+            if ((uint64_t)bs >= (uint64_t)j->n_bitsets) { ok = 0; break; }
         }
         if (parents[l] || parents[r] || l == r) { ok = 0; break; } /* a second parent */
         parents[l] = 1;
         parents[r] = 1;
     }
-    Py_END_ALLOW_THREADS
-    PyMem_Free(parents);
+    if (parents != small) PyMem_RawFree(parents);
+    return ok;
+}
+
+static PyObject *check_predictor(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *obj;
+    PredictorJob j;
+    if (!PyArg_ParseTuple(args, "Onnnnnnnnnn:check_predictor", &obj, &j.itemsize, &j.o_leaf,
+                          &j.o_l, &j.o_r, &j.o_f, &j.o_cat, &j.o_m, &j.o_bs, &j.n_bitsets,
+                          &j.feature_end))
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    const Py_ssize_t isz = j.itemsize;
+    j.base = (const char *)view.buf;
+    j.n = isz >= 1 && view.len >= 0 ? view.len / isz : 0;
+    int ok = j.n >= 1 && view.len == j.n * isz && j.o_leaf >= 0 && j.o_leaf < isz &&
+             j.o_cat >= 0 && j.o_cat < isz && j.o_m >= 0 && j.o_m < isz && j.o_l >= 0 &&
+             j.o_l <= isz - 4 && j.o_r >= 0 && j.o_r <= isz - 4 && j.o_bs >= 0 &&
+             j.o_bs <= isz - 4 && j.o_f >= 0 && j.o_f <= isz - 8 && j.n_bitsets >= 0 &&
+             j.feature_end >= 0;
+    if (ok) RUN_PASS(j.n, ok = predictor_check(&j));
     PyBuffer_Release(&view);
+    if (ok < 0) return PyErr_NoMemory();
     return PyBool_FromLong(ok);
 }
 
@@ -268,11 +306,11 @@ static PyObject *check_splits(PyObject *self, PyObject *args) {
     if (ok && !err) {
         const unsigned char *is_cat = (const unsigned char *)cat_view.buf;
         const Py_ssize_t n_cat = cat_view.len;
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t k = 0; ok && k < held; k++)
-            ok = splits_ok((const char *)views[k].buf, views[k].len / itemsize, itemsize, o_leaf,
-                           o_f, o_cat, feature_end, is_cat, n_cat);
-        Py_END_ALLOW_THREADS
+        Py_ssize_t total = 0; /* nodes in all arrays; no overflow: each fits in memory */
+        for (Py_ssize_t k = 0; k < held; k++) total += views[k].len / itemsize;
+        RUN_PASS(total, for (Py_ssize_t k = 0; ok && k < held; k++) ok = splits_ok(
+                            (const char *)views[k].buf, views[k].len / itemsize, itemsize,
+                            o_leaf, o_f, o_cat, feature_end, is_cat, n_cat));
     }
     for (Py_ssize_t k = 0; k < held; k++) PyBuffer_Release(&views[k]);
     PyMem_Free(views);
@@ -422,9 +460,7 @@ static PyObject *Batch_add(Batch *b, PyObject *args) {
 #endif
     if (result == -2 && !queue) {
         b->inline_nodes += job.n;
-        Py_BEGIN_ALLOW_THREADS
-        result = tree_check(&job);
-        Py_END_ALLOW_THREADS
+        RUN_PASS(job.n, result = tree_check(&job));
         if (result < 0) {
             PyBuffer_Release(&view);
             return PyErr_NoMemory();
