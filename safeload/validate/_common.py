@@ -318,6 +318,15 @@ def check_flag(
     """
     if values.size == 0:
         return
+    # A one-byte integer or bool is a flag iff its byte is 0 or 1, so deleting those bytes
+    # leaves nothing: one C loop instead of three ufuncs (~100 us the first time in a process).
+    dtype = values.dtype
+    if (
+        dtype.itemsize == 1
+        and dtype.kind in "uib"
+        and not values.tobytes().translate(None, b"\x00\x01")
+    ):
+        return
     bad = (values != 0) & (values != 1)
     if bad.any():
         k = _first(bad)
