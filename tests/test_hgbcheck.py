@@ -331,3 +331,41 @@ def test_valid_models_pass_with_and_without_kernel(monkeypatch, kernel, hgb):
             validate(p, DEFAULT_LIMITS)
     validate(hgb._bin_mapper, DEFAULT_LIMITS)
     validate(hgb, DEFAULT_LIMITS)
+
+
+def _complete_predictor(depth: int) -> np.ndarray:
+    """A complete binary tree of ``2**depth - 1`` nodes in breadth-first order."""
+    n = 2**depth - 1
+    nodes = np.zeros(n, dtype=vh._record_dtype())
+    internal = np.arange(n // 2)
+    nodes["left"][internal] = 2 * internal + 1
+    nodes["right"][internal] = 2 * internal + 2
+    nodes["feature_idx"][internal] = internal % 3
+    nodes["is_leaf"][n // 2 :] = 1
+    return nodes
+
+
+@needs_kernel
+@pytest.mark.parametrize("depth", [3, 11, 15])  # stack memory; heap; heap without the GIL
+def test_kernels_on_predictors_of_every_size(hgb, depth):
+    nodes = _complete_predictor(depth)
+    assert vh._fast_predictor_ok(nodes, 0)
+    itemsize, off_leaf, _, _, off_feature, off_cat = vh._kernel_layout()[:6]
+    mask = hgb._bin_mapper.is_categorical_
+
+    def splits(arrays, width=3):
+        return vh._treecheck.check_splits(
+            arrays, itemsize, off_leaf, off_feature, off_cat, width, mask
+        )
+
+    assert splits([nodes, nodes])
+    assert not splits([nodes, nodes], width=2)
+    last = nodes.shape[0] // 2 - 1
+    shared = nodes.copy()
+    shared["right"][last] = shared["left"][last]  # one node with two parent links
+    assert not vh._fast_predictor_ok(shared, 0)
+    flagged = nodes.copy()
+    flagged["is_categorical"][last] = 1  # feature last % 3, and no bitset row
+    assert not vh._fast_predictor_ok(flagged, 0)
+    assert vh._fast_predictor_ok(flagged, 1)
+    assert splits([flagged]) == bool(mask[last % 3])

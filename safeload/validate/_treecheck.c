@@ -80,8 +80,9 @@
  * loader's hashing thread, say), which the caller then waits for. */
 #define SMALL_PASS 16384
 
-/* Working memory of a pass over at most this many nodes lives on the stack (16 KiB at most). */
-#define STACK_NODES 4096
+/* Working memory of a pass over at most this many nodes lives on the stack (4 KiB at most, so
+ * a thread started with a small stack size still has room; boosting trees are this small). */
+#define STACK_NODES 1024
 
 /* Run `stmt` (which needs no GIL) with the GIL released only when the pass is not small. */
 #define RUN_PASS(n_nodes, stmt)                                                                \
