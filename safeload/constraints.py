@@ -536,7 +536,8 @@ def _sklearn_tree(site: CallSite) -> None:
             f"n_classes must be an int array of length n_outputs={n_outputs}, got "
             f"shape {arr.shape} dtype {arr.dtype}",
         )
-    if arr.size and (arr.min() < 1 or arr.max() >= 2**31):
+    counts = arr.tolist()  # n_outputs entries, usually one: min/max beat numpy reductions
+    if counts and (min(counts) < 1 or max(counts) >= 2**31):
         raise _forbid(site, "bad-arguments", "n_classes entries out of range")
     return None
 

@@ -49,14 +49,27 @@ def type_name(tp: type) -> str:
     return f"{getattr(tp, '__module__', '?')}.{getattr(tp, '__qualname__', '?')}"
 
 
+# (type, names) -> is_type verdict.  The types are the trusted classes a load builds, a small
+# set; the bound only keeps a process that validates many ad-hoc classes from growing it.
+_is_type_cache: dict[tuple[type, tuple[str, ...]], bool] = {}
+_IS_TYPE_CACHE_SIZE = 1024
+
+
 def is_type(obj: object, *names: str) -> bool:
     """Whether ``type(obj)`` or one of its bases is spelled ``module.qualname`` in ``names``.
 
     Matching on names keeps validators free of imports: a class that is not loaded yet can not
-    be the type of an object handed to a validator anyway.
+    be the type of an object handed to a validator anyway.  Cached per type and names: the
+    validators ask once per object, and spelling the MRO costs microseconds.
     """
-    wanted = set(names)
-    return any(type_name(c) in wanted for c in type(obj).__mro__)
+    key = (type(obj), names)
+    found = _is_type_cache.get(key)
+    if found is None:
+        wanted = set(names)
+        found = any(type_name(c) in wanted for c in key[0].__mro__)
+        if len(_is_type_cache) < _IS_TYPE_CACHE_SIZE:
+            _is_type_cache[key] = found
+    return found
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -304,6 +317,15 @@ def check_flag(
         For the first value that is neither.
     """
     if values.size == 0:
+        return
+    # A one-byte integer or bool is a flag iff its byte is 0 or 1, so deleting those bytes
+    # leaves nothing: one C loop instead of three ufuncs (~100 us the first time in a process).
+    dtype = values.dtype
+    if (
+        dtype.itemsize == 1
+        and dtype.kind in "uib"
+        and not values.tobytes().translate(None, b"\x00\x01")
+    ):
         return
     bad = (values != 0) & (values != 1)
     if bad.any():

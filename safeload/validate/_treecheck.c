@@ -18,16 +18,25 @@
  *
  *   check_predictor(nodes, itemsize, off_is_leaf, off_left, off_right, off_feature,
  *                   off_is_categorical, off_missing, off_bitset_idx, n_bitsets,
- *                   feature_end, is_categorical=None) -> bool
+ *                   feature_end) -> bool
  *       sklearn/ensemble/_hist_gradient_boosting PREDICTOR_RECORD_DTYPE records: is_leaf,
  *       is_categorical, missing_go_to_left uint8, left/right/bitset_idx uint32, feature_idx
  *       int64 (native, any alignment).  Checks:
  *         - is_leaf in {0, 1} for every node;
  *         - internal node i: i < left, right < n; 0 <= feature_idx < feature_end;
  *           is_categorical and missing_go_to_left in {0, 1}; a categorical split has
- *           bitset_idx < n_bitsets and, when the uint8 buffer is_categorical is given,
- *           feature_idx < len(is_categorical) and is_categorical[feature_idx] != 0;
+ *           bitset_idx < n_bitsets;
  *         - every node except the root 0 has exactly one parent.
+ *
+ *   check_splits(node_arrays, itemsize, off_is_leaf, off_feature, off_is_categorical,
+ *                feature_end, is_categorical) -> bool
+ *       The estimator-level checks of a HistGradientBoosting model over all its predictors in
+ *       one call: node_arrays is a list of 1-D C-contiguous PREDICTOR_RECORD_DTYPE buffers
+ *       (empty ones allowed; another shape or strides is "not valid"), is_categorical a
+ *       C-contiguous buffer of bytes (the bin mapper's mask).  For every node with
+ *       is_leaf == 0: 0 <= feature_idx < feature_end, and when is_categorical != 0,
+ *       feature_idx < len(is_categorical) and is_categorical[feature_idx] != 0.  No
+ *       structural checks: check_predictor makes them on every predictor.
  *
  *   Batch()  tree checks overlapped with the caller (the loader keeps building on its own
  *            thread while a worker thread, which never takes the GIL, runs `check` passes):
@@ -46,9 +55,13 @@
  *           add() raises RuntimeError.  A batch dropped without join() cancels the jobs not
  *           started yet and waits for the running one before releasing the buffers.
  *
+ * Passes over at most SMALL_PASS nodes keep the GIL; at most STACK_NODES, their working memory
+ * is on the stack.
+ *
  * Kernels never read outside the buffer: the record layout is checked against the itemsize
  * and the node count against the buffer length first, and every index is range-checked before
- * it is used.  Working memory: 4 bytes per node (trees), 1 byte per node (predictors).
+ * it is used.  Working memory: 4 bytes per node (trees), 1 byte per node (predictors), one
+ * buffer view per predictor (check_splits).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -61,6 +74,26 @@
 #else
 #define HAVE_WORKER 0
 #endif
+
+/* A pass over at most this many nodes keeps the GIL (tens of microseconds at most): releasing
+ * and retaking it costs about as much, and hands the GIL to any thread waiting for it (a
+ * loader's hashing thread, say), which the caller then waits for. */
+#define SMALL_PASS 16384
+
+/* Working memory of a pass over at most this many nodes lives on the stack (4 KiB at most, so
+ * a thread started with a small stack size still has room; boosting trees are this small). */
+#define STACK_NODES 1024
+
+/* Run `stmt` (which needs no GIL) with the GIL released only when the pass is not small. */
+#define RUN_PASS(n_nodes, stmt)                                                                \
+    do {                                                                                       \
+        if ((n_nodes) <= SMALL_PASS) {                                                         \
+            stmt;                                                                              \
+        } else {                                                                               \
+            Py_BEGIN_ALLOW_THREADS stmt;                                                       \
+            Py_END_ALLOW_THREADS                                                               \
+        }                                                                                      \
+    } while (0)
 
 /* ------------------------------------------------------------------ tree kernel */
 
@@ -82,8 +115,14 @@ static int tree_layout_ok(const TreeJob *j, Py_ssize_t buffer_len) {
 static int tree_check(const TreeJob *j) {
     const Py_ssize_t n = j->n;
     /* level[i] = depth(i) + 1 once node i's parent was seen, 0 before (root: 1) */
-    int32_t *level = (int32_t *)PyMem_RawCalloc((size_t)n, sizeof(int32_t));
-    if (!level) return -1;
+    int32_t small[STACK_NODES];
+    int32_t *level = small;
+    if (n <= STACK_NODES) {
+        memset(small, 0, (size_t)n * sizeof(int32_t));
+    } else {
+        level = (int32_t *)PyMem_RawCalloc((size_t)n, sizeof(int32_t));
+        if (!level) return -1;
+    }
     const uint64_t un = (uint64_t)n, unf = (uint64_t)j->n_features;
     const int32_t lim = (int32_t)j->max_depth + 1; /* a child's level is at most this */
     const int has_m = j->off_m >= 0;
@@ -113,7 +152,7 @@ static int tree_check(const TreeJob *j) {
         level[l] = lv + 1;
         level[r] = lv + 1;
     }
-    PyMem_RawFree(level);
+    if (level != small) PyMem_RawFree(level);
     return ok;
 }
 
@@ -135,11 +174,7 @@ static PyObject *check(PyObject *self, PyObject *args) {
     if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
     j.base = (const char *)view.buf;
     int ok = 0;
-    if (tree_layout_ok(&j, view.len)) {
-        Py_BEGIN_ALLOW_THREADS
-        ok = tree_check(&j);
-        Py_END_ALLOW_THREADS
-    }
+    if (tree_layout_ok(&j, view.len)) RUN_PASS(j.n, ok = tree_check(&j));
     PyBuffer_Release(&view);
     if (ok < 0) return PyErr_NoMemory();
     return PyBool_FromLong(ok);
@@ -147,71 +182,141 @@ static PyObject *check(PyObject *self, PyObject *args) {
 
 /* ------------------------------------------------------------------ predictor kernel */
 
-static PyObject *check_predictor(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *obj, *cat_obj = Py_None;
-    Py_ssize_t itemsize, o_leaf, o_l, o_r, o_f, o_cat, o_m, o_bs, n_bitsets, feature_end;
-    if (!PyArg_ParseTuple(args, "Onnnnnnnnnn|O:check_predictor", &obj, &itemsize, &o_leaf,
-                          &o_l, &o_r, &o_f, &o_cat, &o_m, &o_bs, &n_bitsets, &feature_end,
-                          &cat_obj))
-        return NULL;
-    Py_buffer view, cat_view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    int have_cat = cat_obj != Py_None;
-    if (have_cat && PyObject_GetBuffer(cat_obj, &cat_view, PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
+typedef struct {
+    const char *base;
+    Py_ssize_t n, itemsize, o_leaf, o_l, o_r, o_f, o_cat, o_m, o_bs, n_bitsets, feature_end;
+} PredictorJob;
+
+/* 1: valid, 0: not valid, -1: out of memory.  Needs no GIL (raw allocator). */
+static int predictor_check(const PredictorJob *j) {
+    const Py_ssize_t n = j->n;
+    unsigned char small[STACK_NODES];
+    unsigned char *parents = small;
+    if (n <= STACK_NODES) {
+        memset(small, 0, (size_t)n);
+    } else {
+        parents = (unsigned char *)PyMem_RawCalloc((size_t)n, 1);
+        if (!parents) return -1;
     }
-    const Py_ssize_t n = itemsize >= 1 && view.len >= 0 ? view.len / itemsize : 0;
-    int ok = n >= 1 && view.len == n * itemsize && o_leaf >= 0 && o_leaf < itemsize &&
-             o_cat >= 0 && o_cat < itemsize && o_m >= 0 && o_m < itemsize && o_l >= 0 &&
-             o_l <= itemsize - 4 && o_r >= 0 && o_r <= itemsize - 4 && o_bs >= 0 &&
-             o_bs <= itemsize - 4 && o_f >= 0 && o_f <= itemsize - 8 && n_bitsets >= 0 &&
-             feature_end >= 0 && (!have_cat || cat_view.itemsize == 1);
-    unsigned char *parents = NULL;
-    if (ok) {
-        parents = (unsigned char *)PyMem_Calloc((size_t)n, 1);
-        if (!parents) {
-            if (have_cat) PyBuffer_Release(&cat_view);
-            PyBuffer_Release(&view);
-            return PyErr_NoMemory();
-        }
-    }
-    const char *base = (const char *)view.buf;
-    const unsigned char *is_cat = have_cat ? (const unsigned char *)cat_view.buf : NULL;
-    const uint64_t n_cat = have_cat ? (uint64_t)cat_view.len : 0;
-    Py_BEGIN_ALLOW_THREADS
-    if (ok) parents[0] = 1;
-    for (Py_ssize_t i = 0; ok && i < n; i++) {
-        const char *rec = base + i * itemsize;
-        const unsigned leaf = (unsigned char)rec[o_leaf];
+    int ok = 1;
+    parents[0] = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *rec = j->base + i * j->itemsize;
+        const unsigned leaf = (unsigned char)rec[j->o_leaf];
         if (!parents[i] || leaf > 1) { ok = 0; break; } /* unreachable, or not a flag */
         if (leaf) continue;
         uint32_t l, r, bs;
         int64_t f;
-        memcpy(&l, rec + o_l, sizeof l);
-        memcpy(&r, rec + o_r, sizeof r);
-        memcpy(&f, rec + o_f, sizeof f);
-        const unsigned cat = (unsigned char)rec[o_cat];
-        const unsigned m = (unsigned char)rec[o_m];
+        memcpy(&l, rec + j->o_l, sizeof l);
+        memcpy(&r, rec + j->o_r, sizeof r);
+        memcpy(&f, rec + j->o_f, sizeof f);
+        const unsigned cat = (unsigned char)rec[j->o_cat];
+        const unsigned m = (unsigned char)rec[j->o_m];
         if ((Py_ssize_t)l <= i || (Py_ssize_t)r <= i || (Py_ssize_t)l >= n ||
-            (Py_ssize_t)r >= n || f < 0 || f >= (int64_t)feature_end || cat > 1 || m > 1) {
+            (Py_ssize_t)r >= n || f < 0 || f >= (int64_t)j->feature_end || cat > 1 || m > 1) {
             ok = 0;
             break;
         }
         if (cat) {
-            memcpy(&bs, rec + o_bs, sizeof bs);
-            if ((uint64_t)bs >= (uint64_t)n_bitsets) { ok = 0; break; }
-            if (have_cat && ((uint64_t)f >= n_cat || !is_cat[f])) { ok = 0; break; }
+            memcpy(&bs, rec + j->o_bs, sizeof bs);
+            if ((uint64_t)bs >= (uint64_t)j->n_bitsets) { ok = 0; break; }
         }
         if (parents[l] || parents[r] || l == r) { ok = 0; break; } /* a second parent */
         parents[l] = 1;
         parents[r] = 1;
     }
-    Py_END_ALLOW_THREADS
-    PyMem_Free(parents);
-    if (have_cat) PyBuffer_Release(&cat_view);
+    if (parents != small) PyMem_RawFree(parents);
+    return ok;
+}
+
+static PyObject *check_predictor(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *obj;
+    PredictorJob j;
+    if (!PyArg_ParseTuple(args, "Onnnnnnnnnn:check_predictor", &obj, &j.itemsize, &j.o_leaf,
+                          &j.o_l, &j.o_r, &j.o_f, &j.o_cat, &j.o_m, &j.o_bs, &j.n_bitsets,
+                          &j.feature_end))
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    const Py_ssize_t isz = j.itemsize;
+    j.base = (const char *)view.buf;
+    j.n = isz >= 1 && view.len >= 0 ? view.len / isz : 0;
+    int ok = j.n >= 1 && view.len == j.n * isz && j.o_leaf >= 0 && j.o_leaf < isz &&
+             j.o_cat >= 0 && j.o_cat < isz && j.o_m >= 0 && j.o_m < isz && j.o_l >= 0 &&
+             j.o_l <= isz - 4 && j.o_r >= 0 && j.o_r <= isz - 4 && j.o_bs >= 0 &&
+             j.o_bs <= isz - 4 && j.o_f >= 0 && j.o_f <= isz - 8 && j.n_bitsets >= 0 &&
+             j.feature_end >= 0;
+    if (ok) RUN_PASS(j.n, ok = predictor_check(&j));
     PyBuffer_Release(&view);
+    if (ok < 0) return PyErr_NoMemory();
+    return PyBool_FromLong(ok);
+}
+
+/* 1 when every internal record of one predictor's buffer passes the split checks.  No GIL. */
+static int splits_ok(const char *base, Py_ssize_t n, Py_ssize_t itemsize, Py_ssize_t o_leaf,
+                     Py_ssize_t o_f, Py_ssize_t o_cat, Py_ssize_t feature_end,
+                     const unsigned char *is_cat, Py_ssize_t n_cat) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *rec = base + i * itemsize;
+        if (rec[o_leaf] != 0) continue; /* the reference looks at is_leaf == 0 only */
+        int64_t f;
+        memcpy(&f, rec + o_f, sizeof f);
+        if (f < 0 || f >= (int64_t)feature_end) return 0;
+        if (rec[o_cat] != 0 && (f >= (int64_t)n_cat || !is_cat[f])) return 0;
+    }
+    return 1;
+}
+
+static PyObject *check_splits(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *arrays, *cat_obj;
+    Py_ssize_t itemsize, o_leaf, o_f, o_cat, feature_end;
+    if (!PyArg_ParseTuple(args, "O!nnnnnO:check_splits", &PyList_Type, &arrays, &itemsize,
+                          &o_leaf, &o_f, &o_cat, &feature_end, &cat_obj))
+        return NULL;
+    if (!(itemsize >= 1 && o_leaf >= 0 && o_leaf < itemsize && o_cat >= 0 &&
+          o_cat < itemsize && o_f >= 0 && o_f <= itemsize - 8 && feature_end >= 0))
+        Py_RETURN_FALSE;
+    Py_buffer cat_view;
+    if (PyObject_GetBuffer(cat_obj, &cat_view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    /* Hold a view of every array first so the pass itself can run without the GIL; the list
+     * is a snapshot (its items stay referenced by the views, whatever happens to the list). */
+    const Py_ssize_t count = PyList_GET_SIZE(arrays);
+    Py_buffer *views = (Py_buffer *)PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
+    if (!views) {
+        PyBuffer_Release(&cat_view);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t held = 0;
+    int ok = cat_view.itemsize == 1, err = 0;
+    for (; ok && held < count && held < PyList_GET_SIZE(arrays); held++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(arrays, held));
+        int rc = PyObject_GetBuffer(item, &views[held], PyBUF_STRIDES);
+        Py_DECREF(item);
+        if (rc < 0) {
+            err = 1;
+            break;
+        }
+        const Py_buffer *v = &views[held];
+        if (v->ndim != 1 || !PyBuffer_IsContiguous(v, 'C') || v->len % itemsize != 0)
+            ok = 0; /* not a flat run of whole records */
+    }
+    /* a buffer export that ran Python code could have resized the list: check nothing then */
+    if (ok && !err && (held < count || PyList_GET_SIZE(arrays) != count)) ok = 0;
+    if (ok && !err) {
+        const unsigned char *is_cat = (const unsigned char *)cat_view.buf;
+        const Py_ssize_t n_cat = cat_view.len;
+        Py_ssize_t total = 0; /* nodes in all arrays; no overflow: each fits in memory */
+        for (Py_ssize_t k = 0; k < held; k++) total += views[k].len / itemsize;
+        RUN_PASS(total, for (Py_ssize_t k = 0; ok && k < held; k++) ok = splits_ok(
+                            (const char *)views[k].buf, views[k].len / itemsize, itemsize,
+                            o_leaf, o_f, o_cat, feature_end, is_cat, n_cat));
+    }
+    for (Py_ssize_t k = 0; k < held; k++) PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+    PyBuffer_Release(&cat_view);
+    if (err) return NULL;
     return PyBool_FromLong(ok);
 }
 
@@ -356,9 +461,7 @@ static PyObject *Batch_add(Batch *b, PyObject *args) {
 #endif
     if (result == -2 && !queue) {
         b->inline_nodes += job.n;
-        Py_BEGIN_ALLOW_THREADS
-        result = tree_check(&job);
-        Py_END_ALLOW_THREADS
+        RUN_PASS(job.n, result = tree_check(&job));
         if (result < 0) {
             PyBuffer_Release(&view);
             return PyErr_NoMemory();
@@ -470,6 +573,9 @@ static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS, "Structural checks of a tree node array (see module doc)."},
     {"check_predictor", check_predictor, METH_VARARGS,
      "Structural checks of a HistGradientBoosting predictor node array (see module doc)."},
+    {"check_splits", check_splits, METH_VARARGS,
+     "Feature-width and categorical-mask checks over a list of predictor node arrays (see "
+     "module doc)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -56,7 +56,11 @@ _KERNEL_FIELDS = (
     "missing_go_to_left",
     "bitset_idx",
 )
-_KERNEL_DTYPES = ("u1", "<u4", "<u4", "<i8", "u1", "u1", "<u4")
+# built at import: the first np.dtype("<u4") of a fresh process costs ~20 us
+_KERNEL_DTYPES = tuple(np.dtype(t) for t in ("u1", "<u4", "<u4", "<i8", "u1", "u1", "<u4"))
+_NATIVE_LITTLE_ENDIAN = np.dtype("<u4") == np.dtype("=u4")
+_F8 = np.dtype(np.float64)
+_U4 = np.dtype(np.uint32)
 
 
 @functools.cache
@@ -74,17 +78,29 @@ def _kernel_layout() -> tuple[int, ...] | None:
     fields: Mapping[str, tuple] = dtype.fields or {}
     offsets = []
     for name, want in zip(_KERNEL_FIELDS, _KERNEL_DTYPES, strict=True):
-        if name not in fields or fields[name][0] != np.dtype(want):
+        if name not in fields or fields[name][0] != want:
             return None
         offsets.append(fields[name][1])
-    if np.dtype("<u4") != np.dtype("=u4"):  # pragma: no cover - big-endian host
+    if not _NATIVE_LITTLE_ENDIAN:  # pragma: no cover - big-endian host
         return None
     return (dtype.itemsize, *offsets)
 
 
-def _fast_predictor_ok(
-    nodes: np.ndarray, n_bitsets: int, feature_end: int, is_categorical: np.ndarray | None
-) -> bool:
+_record_dtypes: dict[np.dtype, bool] = {}
+
+
+def _is_record(dtype: np.dtype) -> bool:
+    """``dtype == PREDICTOR_RECORD_DTYPE``, cached per dtype: comparing structured dtypes
+    costs ~0.7 µs and every predictor of a load shares one dtype object."""
+    ok = _record_dtypes.get(dtype)
+    if ok is None:
+        ok = bool(dtype == _record_dtype())
+        if len(_record_dtypes) < 64:
+            _record_dtypes[dtype] = ok
+    return ok
+
+
+def _fast_predictor_ok(nodes: np.ndarray, n_bitsets: int) -> bool:
     """Run the node checks in the C kernel (``_treecheck.check_predictor``); False when it is
     unavailable or finds a problem (the numpy reference then names it).  ``nodes`` must have
     exactly ``PREDICTOR_RECORD_DTYPE``."""
@@ -93,9 +109,31 @@ def _fast_predictor_ok(
     layout = _kernel_layout()
     if layout is None or not nodes.flags.c_contiguous:
         return False
-    if is_categorical is not None and not is_categorical.flags.c_contiguous:
+    return _treecheck.check_predictor(nodes, *layout, n_bitsets, _INTP_MAX)
+
+
+def _predictor_fast_ok(d: dict) -> bool:
+    """Whether the predictor state ``d`` passes every check of :func:`validate_tree_predictor`,
+    decided by exact-type tests and one kernel pass; False sends the caller to the checks that
+    name the problem (the common case costs a fraction of theirs)."""
+    nodes = d.get("nodes")
+    binned = d.get("binned_left_cat_bitsets")
+    raw = d.get("raw_left_cat_bitsets")
+    if (
+        type(nodes) is not np.ndarray
+        or type(binned) is not np.ndarray
+        or type(raw) is not np.ndarray
+    ):
         return False
-    return _treecheck.check_predictor(nodes, *layout, n_bitsets, feature_end, is_categorical)
+    shape = raw.shape
+    # equal shapes of the form (rows, 8): both bitset shape checks and the equal-rows check
+    if binned.shape != shape or len(shape) != 2 or shape[1] != _BITSET_WORDS:
+        return False
+    if raw.dtype != _U4 or binned.dtype != _U4 or not raw.flags.c_contiguous:
+        return False
+    if nodes.ndim != 1 or not _is_record(nodes.dtype):
+        return False
+    return _fast_predictor_ok(nodes, shape[0])
 
 
 def _bitsets(obj: object, field: str, value: object, c_contiguous: bool) -> np.ndarray:
@@ -140,6 +178,8 @@ def validate_tree_predictor(pred: object, limits: Limits) -> None:
         Naming the field, the node and the bad value.
     """
     d = state(pred)
+    if _predictor_fast_ok(d):
+        return
     nodes = get_array(pred, "nodes", d.get("nodes", MISSING), ndim=1, dtype=_record_dtype())
     n = nodes.shape[0]
     if n < 1:
@@ -152,7 +192,7 @@ def validate_tree_predictor(pred: object, limits: Limits) -> None:
             f"binned_left_cat_bitsets has {binned.shape[0]} rows but raw_left_cat_bitsets has "
             f"{raw.shape[0]}",
         )
-    if _fast_predictor_ok(nodes, raw.shape[0], _INTP_MAX, None):
+    if _fast_predictor_ok(nodes, raw.shape[0]):
         return
     _check_predictor_numpy(pred, nodes, n, raw.shape[0])
 
@@ -235,9 +275,12 @@ def validate_bin_mapper(mapper: object, limits: Limits) -> None:
             "three by feature",
         )
     get_int(mapper, "missing_values_bin_idx_", d.get("missing_values_bin_idx_"), 0, 255)
+    categorical = is_cat.tolist()
     for f, thr in enumerate(thresholds):
-        thr = get_array(mapper, f"bin_thresholds_[{f}]", thr, ndim=1, dtype=np.float64)
-        if is_cat[f] and thr.size:
+        # get_array (and its f-string) only when the exact-type test does not settle it
+        if type(thr) is not np.ndarray or thr.ndim != 1 or thr.dtype != _F8:
+            thr = get_array(mapper, f"bin_thresholds_[{f}]", thr, ndim=1, dtype=np.float64)
+        if categorical[f] and thr.size:
             ok = np.isfinite(thr) & (thr == np.round(thr)) & (thr >= 0) & (thr <= 255)
             if not ok.all():
                 k = int(np.argmax(~ok))
@@ -297,10 +340,53 @@ def validate_hist_gradient_boosting(est: object, limits: Limits) -> None:
             est,
             f"_bin_mapper.is_categorical_ has {is_cat.shape[0]} entries, n_features_in_ = {n_in}",
         )
-    record = _record_dtype()
     predictors = d["_predictors"]
     if not isinstance(predictors, list):
         fail(est, f"_predictors is a {type(predictors).__name__}, not a list")
+    if _splits_fast_ok(predictors, n_trees, n_in, is_cat):
+        return
+    _check_predictors_numpy(est, predictors, n_trees, n_in, is_cat)
+
+
+def _splits_fast_ok(predictors: list, n_trees: int, n_in: int, is_cat: np.ndarray) -> bool:
+    """Whether every predictor passes the per-predictor checks of
+    :func:`validate_hist_gradient_boosting`, decided by exact-type tests and one kernel call
+    over all node arrays (``_treecheck.check_splits``); False sends the caller to
+    :func:`_check_predictors_numpy`, which names the problem."""
+    layout = _kernel_layout() if _treecheck is not None else None
+    if layout is None or not is_cat.flags.c_contiguous:
+        return False
+    arrays = []
+    # is_type and _is_record once per distinct type and dtype (a model has one of each); the
+    # kernel checks that every array is 1-D and C-contiguous
+    pred_type: type | None = None
+    record: np.dtype | None = None
+    for per_iter in predictors:
+        if type(per_iter) is not list or len(per_iter) != n_trees:
+            return False
+        for pred in per_iter:
+            if type(pred) is not pred_type:
+                if not is_type(pred, PREDICTOR_NAME):
+                    return False
+                pred_type = type(pred)
+            nodes = vars(pred).get("nodes")
+            if type(nodes) is not np.ndarray:
+                return False
+            if nodes.dtype is not record:
+                if not _is_record(nodes.dtype):
+                    return False
+                record = nodes.dtype
+            arrays.append(nodes)
+    itemsize, off_leaf, _, _, off_feature, off_cat = layout[:6]
+    return _treecheck.check_splits(arrays, itemsize, off_leaf, off_feature, off_cat, n_in, is_cat)
+
+
+def _check_predictors_numpy(
+    est: object, predictors: list, n_trees: int, n_in: int, is_cat: np.ndarray
+) -> None:
+    """numpy reference of the per-predictor checks of :func:`validate_hist_gradient_boosting`
+    (and the messages)."""
+    record = _record_dtype()
     for i, per_iter in enumerate(predictors):
         if not isinstance(per_iter, list) or len(per_iter) != n_trees:
             fail(
@@ -312,8 +398,6 @@ def validate_hist_gradient_boosting(est: object, limits: Limits) -> None:
             if not is_type(pred, PREDICTOR_NAME):
                 fail(est, f"{where} is a {type(pred).__name__}, not {PREDICTOR_NAME}")
             nodes = get_array(est, f"{where}.nodes", vars(pred).get("nodes"), ndim=1, dtype=record)
-            if _fast_predictor_ok(nodes, _INTP_MAX, n_in, is_cat):
-                continue
             internal = np.flatnonzero(nodes["is_leaf"] == 0)
             feature = nodes["feature_idx"][internal]
             check_range(est, f"{where}.nodes['feature_idx']", feature, 0, n_in, internal)

@@ -404,6 +404,9 @@ TREE = G("sklearn.tree._tree", "Tree")
         ((2, ints(2**40), 1), Forbidden("bad-arguments")),  # huge class count
         ((2, ints(0), 1), Forbidden("bad-arguments")),  # no class
         ((2, ints(-3), 1), Forbidden("bad-arguments")),
+        ((2, ints(2**31), 1), Forbidden("bad-arguments")),  # first count past int32
+        ((2, ints(3, 0), 2), Forbidden("bad-arguments")),  # a bad count after a good one
+        ((2, ints(2, 2**64 - 1, dtype="<u8"), 2), Forbidden("bad-arguments")),
         ((2, floats(2.0), 1), Forbidden("bad-arguments")),
         ((2, ints(2, dtype="<i4"), 3), Forbidden("bad-arguments")),
         ((-1, ints(2), 1), Forbidden("bad-arguments")),
@@ -422,6 +425,9 @@ TREE = G("sklearn.tree._tree", "Tree")
         "huge-class",
         "zero-class",
         "negative-class",
+        "class-2**31",
+        "second-zero-class",
+        "uint64-huge-class",
         "float",
         "int32-short",
         "neg-features",
