@@ -345,27 +345,7 @@ class Builder:
         if args and pair in _HASHING_CONSTRUCTORS:
             # set(memoized_list) can be called many times on one list of colliding keys
             self._count(collision_probes(_keys_of(args[0])))
-        try:
-            if kind == "new":
-                if not isinstance(func, type):
-                    raise ForbiddenOperationError(
-                        "newobj-on-non-class", f"{_name(pair)} is not a class"
-                    )
-                return func.__new__(func, *args, **kwargs)
-            return func(*args, **kwargs)
-        except SafeloadError:
-            raise
-        except MemoryError as exc:
-            raise LimitExceededError(
-                "max_array_bytes",
-                None,
-                self.limits.max_array_bytes,
-                f"{_name(pair)} ran out of memory",
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - a trusted callable rejected the data
-            raise FormatError(
-                f"{_name(pair)} failed on the file's arguments: {type(exc).__name__}: {exc}"
-            ) from exc
+        return construct(func, pair, kind, args, kwargs, self.limits)
 
     def finish(self, result: Any, pair: tuple[str, str]) -> None:
         """Account for a built array's bytes, or queue a built object for validation.
@@ -625,6 +605,55 @@ def _apply_dtype_state(dtype: np.dtype, state: Any, name: str) -> None:
     if problem is not None:
         raise FormatError(f"{name}: {problem} (numpy would crash on it)")
     dtype.__setstate__(state)
+
+
+def construct(
+    func: Any, pair: tuple[str, str], kind: str, args: tuple, kwargs: dict, limits: Limits
+) -> Any:
+    """``func(*args, **kwargs)`` (``kind="call"``) or ``func.__new__(func, *args, **kwargs)``
+    (``"new"``, ``NEWOBJ``), once its call rule allowed it (:meth:`Builder.invoke`).
+
+    Raises
+    ------
+    ForbiddenOperationError
+        ``"new"`` on something that is not a class.
+    FormatError
+        The trusted callable raised on the file's arguments.
+    LimitExceededError
+        It ran out of memory.
+    """
+    try:
+        if kind == "new":
+            if not isinstance(func, type):
+                raise ForbiddenOperationError(
+                    "newobj-on-non-class", f"{_name(pair)} is not a class"
+                )
+            return func.__new__(func, *args, **kwargs)
+        return func(*args, **kwargs)
+    except SafeloadError:
+        raise
+    except MemoryError as exc:
+        raise LimitExceededError(
+            "max_array_bytes",
+            None,
+            limits.max_array_bytes,
+            f"{_name(pair)} ran out of memory",
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - a trusted callable rejected the data
+        raise FormatError(
+            f"{_name(pair)} failed on the file's arguments: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def plain_setstate(cls: Any) -> bool:
+    """Whether ``BUILD`` on an instance of exactly ``cls`` is just ``inst.__setstate__(state)``
+    in :func:`_apply_build` (no class, function, module or dtype; a ``__setstate__``)."""
+    return (
+        isinstance(cls, type)
+        and not issubclass(cls, _NOT_BUILDABLE)
+        and not issubclass(cls, np.dtype)
+        and callable(getattr(cls, "__setstate__", None))
+    )
 
 
 def _apply_build(inst: Any, state: Any, name: str) -> None:

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safeload.build import Builder
+import safeload
+from safeload.build import Builder, plain_setstate
 from safeload.errors import FormatError, LimitExceededError
 from safeload.format import decode
 from safeload.format.decode import Decoder
@@ -235,3 +236,50 @@ def test_released_walker_frees_the_decoder() -> None:
     del decoder
     gc.collect()
     assert ref() is None
+
+
+# ------------------------------------------------------------------------------ obj nodes
+# {"$": "obj", "g", "state"} of a class whose BUILD is its __setstate__ takes Decoder's
+# _plain_node; everything else the general _node (invoke + _apply_build).
+
+_TRUSTED = [f"tests._plainnode.{name}" for name in ("Plain", "Other", "Redirecting", "Failing")]
+
+
+def _roundtrip(obj: Any) -> Any:
+    from tests import _plainnode  # noqa: F401 - importable for the policy
+
+    trusted = [*_TRUSTED, "tests._plainnode.NoSetstate"]
+    return safeload.loads(safeload.dumps(obj, trusted=trusted), trusted=trusted)
+
+
+def test_plain_setstate_objects_are_built_by_their_setstate():
+    from tests._plainnode import NoSetstate, Plain
+
+    out = _roundtrip([Plain(1), Plain([2, 3]), NoSetstate({"a": 4})])
+    assert type(out[0]) is Plain and out[0].value == ("set", 1)
+    assert out[1].value == ("set", [2, 3])
+    assert type(out[2]) is NoSetstate and out[2].value == {"a": 4}
+    assert plain_setstate(Plain) and not plain_setstate(NoSetstate)
+    assert not plain_setstate(type) and not plain_setstate(np.dtype)
+
+
+def test_a_new_that_returns_another_type_gets_the_general_build():
+    from tests._plainnode import Other, Redirecting
+
+    obj = object.__new__(Redirecting)
+    obj.value = 5
+    out = _roundtrip([obj])
+    assert type(out[0]) is Other and out[0].value == ("set", 5)
+
+
+def test_a_failing_setstate_is_a_format_error_naming_the_class():
+    from tests._plainnode import Failing
+
+    obj = object.__new__(Failing)
+    obj.value = 1
+    with pytest.raises(
+        FormatError,
+        match=r"restoring the state of tests\._plainnode\.Failing "
+        r"failed: ValueError: no such state",
+    ):
+        _roundtrip([obj])

@@ -19,7 +19,8 @@ import numpy as np
 
 from .._hashing import collision_probes
 from ..audit import audit
-from ..build import Builder, _apply_build
+from ..build import Builder, _apply_build, construct, plain_setstate
+from ..constraints import _class_call_without_arguments
 from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from ..graph import ParseContext
 from ..limits import Limits
@@ -736,11 +737,18 @@ class Decoder:
             kind = "new" if v["$"] == "obj" else "call"
             index = self._placeholder(v)
             plan = self.builder.plan(self.placeholders[index], kind)
-            entry = self._plans[key] = (plan, kind, f"{plan[1][0]}.{plan[1][1]}")
-        plan, kind, name = entry
+            plain = (
+                kind == "new"
+                and plan[2] in (None, _class_call_without_arguments)
+                and plain_setstate(plan[0])
+            )
+            entry = self._plans[key] = (plan, kind, f"{plan[1][0]}.{plan[1][1]}", plain)
+        plan, kind, name, plain = entry
         slots = self.slots
         slot = len(slots)
         slots.append(_IN_PROGRESS)
+        if plain and len(v) == 3 and "state" in v:
+            return self._plain_node(v, depth, plan, name, slot)
         if "args" in v or "kwargs" in v:
             args, kwargs = self._arguments(v, kind, depth)
         else:  # what _arguments returns for neither (most objects: state only)
@@ -766,6 +774,31 @@ class Decoder:
             for key, item in self._pairs(v, "setitems", kind, depth):
                 _setitem(result, key, item, name)
         builder.finish(result, plan[1])
+        return result
+
+
+    def _plain_node(self, v: dict, depth: int, plan: tuple, name: str, slot: int) -> Any:
+        """``{"$": "obj", "g", "state"}`` of a class without a call rule whose ``BUILD`` is its
+        ``__setstate__`` (most estimators): what :meth:`_node` does through ``invoke`` and
+        ``_apply_build``, without their steps for other cases."""
+        cls, pair, _rule = plan
+        result = construct(cls, pair, "new", (), {}, self.limits)
+        self.slots[slot] = result
+        state = v["state"]
+        if type(state) not in _ATOM_TYPES:
+            state = self.dec(state, depth)
+        try:
+            if type(result) is cls:  # __new__ gave an instance of cls: plain_setstate holds
+                result.__setstate__(state)
+            else:
+                _apply_build(result, state, name)
+        except SafeloadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as in _node
+            raise FormatError(
+                f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.builder.finish(result, pair)
         return result
 
 
