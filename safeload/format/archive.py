@@ -729,6 +729,7 @@ def read_arrays(
     mmap_mode: str | None = None,
     file: IO[bytes] | None = None,
     mapped: Any = None,
+    private: bool = False,
 ) -> tuple[list[np.ndarray], Any]:
     """Read and check every array member; hash them (unless ``verify`` is False) on a worker.
 
@@ -755,6 +756,10 @@ def read_arrays(
         The same bytes as a file, to ``readinto`` large arrays without a page-fault per page.
     mapped : mmap.mmap, optional
         Map kept alive by the returned views (``mmap_mode="r"``).
+    private : bool
+        ``data`` is a writable buffer of this load's own (:func:`_read_small`), not changed
+        after this call: when array members make up most of it, stored arrays are returned as
+        writable views of it instead of copies.
 
     Raises
     ------
@@ -783,6 +788,12 @@ def read_arrays(
     in_memory = not isinstance(data, mmap.mmap)
     deferred: list[tuple[str, int, int, bool]] = []
     job: _HashThread | None = None
+    # the file's own buffer, read once: its array members are used in place (a second copy
+    # costs as much again in page faults), unless that would keep much more than the arrays
+    # alive (a small file that is mostly graph.json)
+    in_place = private and 2 * sum(index[array_member(i)].size for i in range(len(specs))) >= len(
+        data
+    )
     try:
         for i, raw_spec in enumerate(specs):
             dtype, shape, order, nbytes, header = _array_spec(raw_spec, i, dtypes, limits)
@@ -855,7 +866,10 @@ def read_arrays(
                     pending.append((name, serial.submit(_digest_after, futures, h)))
                 append(arr)
                 continue
-            arr = _from_bytes(view, start + hl, dtype, shape, count, order, copy=True)
+            if in_place:
+                arr = _from_bytes(data, start + hl, dtype, shape, count, order, copy=False)
+            else:
+                arr = _from_bytes(view, start + hl, dtype, shape, count, order, copy=True)
             if not verify:
                 pass
             elif not in_memory:
@@ -865,7 +879,7 @@ def read_arrays(
                 h.update(header)  # equal to the member's header, compared above
                 h.update(_raw_bytes(arr))
                 pending.append((name, h.result()))
-            elif member.size >= _LARGE:  # immutable bytes: hashed after the loop, on a thread
+            elif member.size >= _LARGE:  # unchanging bytes: hashed after the loop, on a thread
                 deferred.append((name, start, member.size, blocked))
                 pending.append((name, None))  # filled in below, in member order
             else:
@@ -1048,7 +1062,8 @@ def _from_bytes(buf: Any, offset: int, dtype, shape, count: int, order: str, cop
             empty = np.empty(shape, dtype=dtype, order=order)
         except (ValueError, MemoryError):
             raise _bad("A1", f"numpy refuses the empty shape {list(shape)[:8]}") from None
-        empty.flags.writeable = copy  # read-only like every other array of a map
+        # writable as the views frombuffer gives: read-only like every other array of a map
+        empty.flags.writeable = copy or not memoryview(buf).readonly
         return empty
     if copy and dtype.itemsize:
         # copied as bytes: numpy copies a structured dtype (tree nodes) field by field,
@@ -1078,16 +1093,22 @@ def _inflate(data: Any, member: ZipMember) -> bytes:
     return out
 
 
-def _read_small(src: Source, size: int) -> Any:
-    """The whole (small) file, read with one ``pread``: copying it out of the map would leave
-    every page of the map counted in this process's RSS as well."""
+def _read_small(src: Source, size: int) -> np.ndarray:
+    """The whole (small) file, read with one ``pread`` into a writable uint8 array, so that its
+    stored array members can be used in place (``read_arrays(private=True)``): numpy's
+    allocation is aligned for any dtype (16 bytes), and members start on 64-byte offsets.
+
+    Reading beats copying out of the map: that would leave every page of the map counted in
+    this process's RSS as well, and a file truncated meanwhile would raise SIGBUS on the map.
+    """
     _drop_pages(src.data)  # the head the format detection read
+    buf = np.empty(size, np.uint8)
     if src.file is None:  # pragma: no cover - a map always comes with its file
-        return src.data[:]
-    raw = os.pread(src.file.fileno(), size, 0)
-    if len(raw) != size:
+        buf[:] = np.frombuffer(src.data, np.uint8)
+        return buf
+    if os.preadv(src.file.fileno(), [buf], 0) != size:
         raise _bad("Z1", "the file changed size while it was read")
-    return raw
+    return buf
 
 
 def _drop_pages(data: Any) -> None:
@@ -1151,7 +1172,8 @@ def load_parts(
     check_json = verify is not False
     check_arrays = verify is True or (verify is None and not mmap_mode)
     data = src.data
-    if isinstance(data, mmap.mmap) and len(data) <= _SMALL_FILE and not mmap_mode:
+    private = isinstance(data, mmap.mmap) and len(data) <= _SMALL_FILE and not mmap_mode
+    if private:
         data = _read_small(src, len(data))  # one read of a small file beats a fault per page
     safe = open_archive(data, limits, verify=check_json)
     _drop_pages(data)  # the pages the index and JSON reads touched
@@ -1169,6 +1191,7 @@ def load_parts(
         mmap_mode=mmap_mode,
         file=src.file,
         mapped=mapped,
+        private=private,
     )
     if not mmap_mode:
         _drop_pages(data)  # array headers and small arrays: nothing reads the map any more
