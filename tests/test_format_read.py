@@ -285,3 +285,21 @@ def test_a_changed_byte_in_a_small_files_array_is_refused(tmp_path, verify):
         with pytest.raises(IntegrityError) as info:
             safeload.load(path, verify=verify)
         assert info.value.members == [name]
+
+
+def test_the_padding_table_gives_the_z6_extra_field_for_every_offset_and_name():
+    import struct
+
+    from safeload.format import zipio
+
+    for offset in range(0, 200):
+        for name_len in (10, 17, 18, 63, 64):
+            pad = -(offset + 30 + name_len + 4) % 64  # local header, name, extra id + length
+            want = struct.pack("<HH", 0xD935, pad) + b"\0" * pad
+            assert zipio._extra_for(offset, name_len, True) == want
+            assert (offset + 30 + name_len + len(want)) % 64 == 0
+        assert zipio._extra_for(offset, 17, False) == b""
+    member = zipio.ZipMember("graph.json", 0, 1, 2, 2, 0, 64)
+    assert (member.name, member.size, member.data_offset) == ("graph.json", 2, 64)
+    with pytest.raises(AttributeError):
+        member.size = 3  # type: ignore[misc]  # immutable, as the frozen dataclass was
