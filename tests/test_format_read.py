@@ -303,3 +303,24 @@ def test_the_padding_table_gives_the_z6_extra_field_for_every_offset_and_name():
     assert (member.name, member.size, member.data_offset) == ("graph.json", 2, 64)
     with pytest.raises(AttributeError):
         member.size = 3  # type: ignore[misc]  # immutable, as the frozen dataclass was
+
+
+def test_local_headers_read_through_the_file_give_the_same_index_and_errors(tmp_path):
+    import mmap
+
+    from safeload.format import zipio
+
+    data = safeload.dumps([np.arange(200_000.0), np.arange(5.0)])  # 1.6 MB: the map path
+    assert len(data) > archive._SMALL_FILE
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    name_ok = archive._MEMBER.match
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        through_fd = zipio.read_index(mapped, max_members=100, name_ok=name_ok, fd=fh.fileno())
+    assert through_fd == zipio.read_index(data, max_members=100, name_ok=name_ok)
+    start = through_fd["arrays/000001.npy"].header_offset
+    hostile = bytearray(data)
+    hostile[start + 14] ^= 0x01  # the local header's CRC-32 only: the directory is intact
+    path.write_bytes(bytes(hostile))
+    with pytest.raises(FormatError, match="rule Z8: arrays/000001.npy: local header disagrees"):
+        safeload.load(path)

@@ -418,7 +418,9 @@ def _check_hash(raw: bytes, name: str, manifest_members: dict) -> None:
         raise IntegrityError([name])
 
 
-def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
+def open_archive(
+    data: Any, limits: Limits, *, verify: bool = True, fd: int | None = None
+) -> SafeFile:
     """Check the structure and read the manifest and graph of a safe-format archive.
 
     Parameters
@@ -429,6 +431,9 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
         ``max_members``, ``max_json_bytes``.
     verify : bool
         Check the SHA-256 of ``graph.json`` against the manifest.
+    fd : int, optional
+        A file descriptor of the file ``data`` maps: the local headers are read through it
+        (:func:`.zipio.read_index`).
 
     Returns
     -------
@@ -442,7 +447,7 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
         ``graph.json`` does not match its recorded hash.
     LimitExceededError
     """
-    index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match)
+    index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match, fd=fd)
     names = list(index)
     if MANIFEST not in index or GRAPH not in index:
         raise _bad("M1", "the archive must hold manifest.json and graph.json")
@@ -1175,7 +1180,8 @@ def load_parts(
     private = isinstance(data, mmap.mmap) and len(data) <= _SMALL_FILE and not mmap_mode
     if private:
         data = _read_small(src, len(data))  # one read of a small file beats a fault per page
-    safe = open_archive(data, limits, verify=check_json)
+    fd = src.file.fileno() if src.file is not None and isinstance(data, mmap.mmap) else None
+    safe = open_archive(data, limits, verify=check_json, fd=fd)
     _drop_pages(data)  # the pages the index and JSON reads touched
     _context, placeholders, resolved = decode_globals(safe.doc, policy)
     mapped = None
