@@ -884,7 +884,9 @@ def read_arrays(
                 h.update(header)  # equal to the member's header, compared above
                 h.update(_raw_bytes(arr))
                 pending.append((name, h.result()))
-            elif member.size >= _LARGE:  # unchanging bytes: hashed after the loop, on a thread
+            elif member.size >= _LARGE:
+                # hashed after the loop, on a thread, from the bytes read (in place: the very
+                # arrays, so one changed before its hash is taken fails the load, never passes)
                 deferred.append((name, start, member.size, blocked))
                 pending.append((name, None))  # filled in below, in member order
             else:
