@@ -763,8 +763,8 @@ def read_arrays(
         Map kept alive by the returned views (``mmap_mode="r"``).
     private : bool
         ``data`` is a writable buffer of this load's own (:func:`_read_small`), not changed
-        after this call: when array members make up most of it, stored arrays are returned as
-        writable views of it instead of copies.
+        after this call: when array members make up at least half of it, stored arrays are
+        returned as writable views of it instead of copies.
 
     Raises
     ------
@@ -796,9 +796,8 @@ def read_arrays(
     # the file's own buffer, read once: its array members are used in place (a second copy
     # costs as much again in page faults), unless that would keep much more than the arrays
     # alive (a small file that is mostly graph.json)
-    in_place = private and 2 * sum(index[array_member(i)].size for i in range(len(specs))) >= len(
-        data
-    )
+    array_bytes = sum(index[array_member(i)].size for i in range(len(specs)))
+    in_place = private and 2 * array_bytes >= len(data)
     try:
         for i, raw_spec in enumerate(specs):
             dtype, shape, order, nbytes, header = _array_spec(raw_spec, i, dtypes, limits)
