@@ -221,9 +221,106 @@ def test_a_small_file_is_read_once_with_pread_and_a_changed_size_is_refused(tmp_
         try:
             src = Source(mapped, fh, str(path), str(path))
             got = archive._read_small(src, len(data))
-            assert type(got) is bytes and got == data  # a copy, not the map
+            # a writable copy, not the map: the loader may hand its array members out in place
+            assert type(got) is np.ndarray and got.dtype == np.uint8 and got.flags.writeable
+            assert got.tobytes() == data
             with pytest.raises(FormatError, match="Z1: the file changed size"):
                 archive._read_small(src, len(data) + 7)  # as if it shrank after the map
         finally:
             mapped.close()
     archive._drop_pages(data)  # bytes: nothing to drop, no error
+
+
+def _chain(arr: np.ndarray) -> list:
+    out = []
+    while arr is not None:
+        out.append(arr)
+        arr = getattr(arr, "base", None)
+    return out
+
+
+def test_a_small_files_arrays_are_writable_views_of_its_one_read(tmp_path):
+    import mmap
+
+    value = {"big": np.arange(60_000.0), "ints": np.arange(9, dtype=np.int32), "empty": np.zeros(0)}
+    data = safeload.dumps(value)
+    assert len(data) <= archive._SMALL_FILE
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    loaded = safeload.load(path)
+    for key, arr in value.items():
+        got = loaded[key]
+        assert got.dtype == arr.dtype and np.array_equal(got, arr), key
+        assert got.flags.writeable and got.flags.aligned, key
+        assert not any(isinstance(b, mmap.mmap) for b in _chain(got)), key
+    # one buffer, the file's read, holds the members; no two arrays share bytes
+    assert _chain(loaded["big"])[-1] is _chain(loaded["ints"])[-1]
+    assert not np.shares_memory(loaded["big"], loaded["ints"])
+    loaded["big"][:] = -1.0
+    assert path.read_bytes() == data and np.array_equal(safeload.load(path)["big"], value["big"])
+
+
+def test_a_small_file_mostly_json_copies_its_arrays_out(tmp_path):
+    # viewing would keep the whole read (mostly graph.json) alive for one small array
+    value = {"text": ["word"] * 20_000, "arr": np.arange(70_000, dtype=np.uint8)}
+    data = safeload.dumps(value)
+    assert len(data) <= archive._SMALL_FILE
+    members = sz.member_offsets(data)
+    assert 2 * members["arrays/000000.npy"][1] < len(data)
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    loaded = safeload.load(path)
+    assert loaded["arr"].flags.owndata and loaded["arr"].flags.writeable
+    np.testing.assert_array_equal(loaded["arr"], value["arr"])
+
+
+@pytest.mark.parametrize("verify", [None, True])
+def test_a_changed_byte_in_a_small_files_array_is_refused(tmp_path, verify):
+    data = safeload.dumps({"big": np.arange(90_000.0), "small": np.arange(5.0)})
+    assert len(data) <= archive._SMALL_FILE
+    for name in ("arrays/000000.npy", "arrays/000001.npy"):
+        _start, size = sz.member_offsets(data)[name]
+        path = tmp_path / "m.safeload"
+        path.write_bytes(_flip_member(data, name, size - 3))
+        with pytest.raises(IntegrityError) as info:
+            safeload.load(path, verify=verify)
+        assert info.value.members == [name]
+
+
+def test_the_padding_table_gives_the_z6_extra_field_for_every_offset_and_name():
+    import struct
+
+    from safeload.format import zipio
+
+    for offset in range(0, 200):
+        for name_len in (10, 17, 18, 63, 64):
+            pad = -(offset + 30 + name_len + 4) % 64  # local header, name, extra id + length
+            want = struct.pack("<HH", 0xD935, pad) + b"\0" * pad
+            assert zipio._extra_for(offset, name_len, True) == want
+            assert (offset + 30 + name_len + len(want)) % 64 == 0
+        assert zipio._extra_for(offset, 17, False) == b""
+    member = zipio.ZipMember("graph.json", 0, 1, 2, 2, 0, 64)
+    assert (member.name, member.size, member.data_offset) == ("graph.json", 2, 64)
+    with pytest.raises(AttributeError):
+        member.size = 3  # type: ignore[misc]  # immutable, as the frozen dataclass was
+
+
+def test_local_headers_read_through_the_file_give_the_same_index_and_errors(tmp_path):
+    import mmap
+
+    from safeload.format import zipio
+
+    data = safeload.dumps([np.arange(200_000.0), np.arange(5.0)])  # 1.6 MB: the map path
+    assert len(data) > archive._SMALL_FILE
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    name_ok = archive._MEMBER.match
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        through_fd = zipio.read_index(mapped, max_members=100, name_ok=name_ok, fd=fh.fileno())
+    assert through_fd == zipio.read_index(data, max_members=100, name_ok=name_ok)
+    start = through_fd["arrays/000001.npy"].header_offset
+    hostile = bytearray(data)
+    hostile[start + 14] ^= 0x01  # the local header's CRC-32 only: the directory is intact
+    path.write_bytes(bytes(hostile))
+    with pytest.raises(FormatError, match="rule Z8: arrays/000001.npy: local header disagrees"):
+        safeload.load(path)

@@ -423,7 +423,9 @@ def _check_hash(raw: bytes, name: str, manifest_members: dict) -> None:
         raise IntegrityError([name])
 
 
-def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
+def open_archive(
+    data: Any, limits: Limits, *, verify: bool = True, fd: int | None = None
+) -> SafeFile:
     """Check the structure and read the manifest and graph of a safe-format archive.
 
     Parameters
@@ -434,6 +436,9 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
         ``max_members``, ``max_json_bytes``.
     verify : bool
         Check the SHA-256 of ``graph.json`` against the manifest.
+    fd : int, optional
+        A file descriptor of the file ``data`` maps: the local headers are read through it
+        (:func:`.zipio.read_index`).
 
     Returns
     -------
@@ -447,7 +452,7 @@ def open_archive(data: Any, limits: Limits, *, verify: bool = True) -> SafeFile:
         ``graph.json`` does not match its recorded hash.
     LimitExceededError
     """
-    index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match)
+    index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match, fd=fd)
     names = list(index)
     if MANIFEST not in index or GRAPH not in index:
         raise _bad("M1", "the archive must hold manifest.json and graph.json")
@@ -734,6 +739,7 @@ def read_arrays(
     mmap_mode: str | None = None,
     file: IO[bytes] | None = None,
     mapped: Any = None,
+    private: bool = False,
 ) -> tuple[list[np.ndarray], Any]:
     """Read and check every array member; hash them (unless ``verify`` is False) on a worker.
 
@@ -760,6 +766,10 @@ def read_arrays(
         The same bytes as a file, to ``readinto`` large arrays without a page-fault per page.
     mapped : mmap.mmap, optional
         Map kept alive by the returned views (``mmap_mode="r"``).
+    private : bool
+        ``data`` is a writable buffer of this load's own (:func:`_read_small`), not changed
+        after this call: when array members make up at least half of it, stored arrays are
+        returned as writable views of it instead of copies.
 
     Raises
     ------
@@ -789,6 +799,11 @@ def read_arrays(
     in_memory = not isinstance(data, mmap.mmap)
     deferred: list[tuple[str, int, int, bool]] = []
     job: _HashThread | None = None
+    # the file's own buffer, read once: its array members are used in place (a second copy
+    # costs as much again in page faults), unless that would keep much more than the arrays
+    # alive (a small file that is mostly graph.json)
+    array_bytes = sum(index[array_member(i)].size for i in range(len(specs)))
+    in_place = private and 2 * array_bytes >= len(data)
     try:
         for i, raw_spec in enumerate(specs):
             dtype, shape, order, nbytes, header = _array_spec(raw_spec, i, dtypes, limits)
@@ -878,7 +893,10 @@ def read_arrays(
                     pending.append((name, serial.submit(_digest_after, futures, h)))
                 append(arr)
                 continue
-            arr = _from_bytes(view, start + hl, dtype, shape, count, order, copy=True)
+            if in_place:
+                arr = _from_bytes(data, start + hl, dtype, shape, count, order, copy=False)
+            else:
+                arr = _from_bytes(view, start + hl, dtype, shape, count, order, copy=True)
             if not verify:
                 pass
             elif not in_memory:
@@ -888,7 +906,9 @@ def read_arrays(
                 h.update(header)  # equal to the member's header, compared above
                 h.update(_raw_bytes(arr))
                 pending.append((name, h.result()))
-            elif member.size >= _LARGE:  # immutable bytes: hashed after the loop, on a thread
+            elif member.size >= _LARGE:
+                # hashed after the loop, on a thread, from the bytes read (in place: the very
+                # arrays, so one changed before its hash is taken fails the load, never passes)
                 deferred.append((name, start, member.size, blocked))
                 pending.append((name, None))  # filled in below, in member order
             else:
@@ -1091,7 +1111,8 @@ def _from_bytes(buf: Any, offset: int, dtype, shape, count: int, order: str, cop
             empty = np.empty(shape, dtype=dtype, order=order)
         except (ValueError, MemoryError):
             raise _bad("A1", f"numpy refuses the empty shape {list(shape)[:8]}") from None
-        empty.flags.writeable = copy  # read-only like every other array of a map
+        # writable as the views frombuffer gives: read-only like every other array of a map
+        empty.flags.writeable = copy or not memoryview(buf).readonly
         return empty
     if copy and dtype.itemsize:
         # copied as bytes: numpy copies a structured dtype (tree nodes) field by field,
@@ -1121,16 +1142,22 @@ def _inflate(data: Any, member: ZipMember) -> bytes:
     return out
 
 
-def _read_small(src: Source, size: int) -> Any:
-    """The whole (small) file, read with one ``pread``: copying it out of the map would leave
-    every page of the map counted in this process's RSS as well."""
+def _read_small(src: Source, size: int) -> np.ndarray:
+    """The whole (small) file, read with one ``pread`` into a writable uint8 array, so that its
+    stored array members can be used in place (``read_arrays(private=True)``): numpy's
+    allocation is aligned for any dtype (16 bytes), and members start on 64-byte offsets.
+
+    Reading beats copying out of the map: that would leave every page of the map counted in
+    this process's RSS as well, and a file truncated meanwhile would raise SIGBUS on the map.
+    """
     _drop_pages(src.data)  # the head the format detection read
+    buf = np.empty(size, np.uint8)
     if src.file is None:  # pragma: no cover - a map always comes with its file
-        return src.data[:]
-    raw = os.pread(src.file.fileno(), size, 0)
-    if len(raw) != size:
+        buf[:] = np.frombuffer(src.data, np.uint8)
+        return buf
+    if os.preadv(src.file.fileno(), [buf], 0) != size:
         raise _bad("Z1", "the file changed size while it was read")
-    return raw
+    return buf
 
 
 def _drop_pages(data: Any) -> None:
@@ -1194,9 +1221,11 @@ def load_parts(
     check_json = verify is not False
     check_arrays = verify is True or (verify is None and not mmap_mode)
     data = src.data
-    if isinstance(data, mmap.mmap) and len(data) <= _SMALL_FILE and not mmap_mode:
+    private = isinstance(data, mmap.mmap) and len(data) <= _SMALL_FILE and not mmap_mode
+    if private:
         data = _read_small(src, len(data))  # one read of a small file beats a fault per page
-    safe = open_archive(data, limits, verify=check_json)
+    fd = src.file.fileno() if src.file is not None and isinstance(data, mmap.mmap) else None
+    safe = open_archive(data, limits, verify=check_json, fd=fd)
     _drop_pages(data)  # the pages the index and JSON reads touched
     _context, placeholders, resolved = decode_globals(safe.doc, policy)
     mapped = None
@@ -1212,6 +1241,7 @@ def load_parts(
         mmap_mode=mmap_mode,
         file=src.file,
         mapped=mapped,
+        private=private,
     )
     if not mmap_mode:
         _drop_pages(data)  # array headers and small arrays: nothing reads the map any more
