@@ -776,7 +776,6 @@ class Decoder:
         builder.finish(result, plan[1])
         return result
 
-
     def _plain_node(self, v: dict, depth: int, plan: tuple, name: str, slot: int) -> Any:
         """``{"$": "obj", "g", "state"}`` of a class without a call rule whose ``BUILD`` is its
         ``__setstate__`` (most estimators): what :meth:`_node` does through ``invoke`` and
