@@ -213,9 +213,11 @@ static PyObject *fast_pooled(Walker *w, PyObject *v, PyObject *index, Py_ssize_t
         Py_DECREF(key);
         return part;
     }
-    PyObject *args[3] = {part, key, c_order ? w->str_C : w->str_F};
+    /* C order is reshape's default: no keyword to parse then */
+    PyObject *args[3] = {part, key, w->str_F};
     PyObject *out = PyObject_VectorcallMethod(w->str_reshape, args,
-                                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET, w->kw_order);
+                                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                              c_order ? NULL : w->kw_order);
     Py_DECREF(part);
     Py_DECREF(key);
     return out;
