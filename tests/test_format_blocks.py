@@ -249,3 +249,27 @@ def test_every_large_member_is_checked_with_its_own_digest(tmp_path, hasher):
         with pytest.raises(IntegrityError) as info:
             safeload.load(path)
         assert info.value.members == [name]
+
+
+@pytest.mark.parametrize("how", ["path", "bytes"])
+def test_large_members_of_a_small_file_are_hashed_from_the_bytes_used(tmp_path, hasher, how):
+    """A file under 1 MiB is read once; members of 64 KiB and more (over 512 KiB in all) are
+    hashed beside the decode from the very bytes the arrays hold."""
+    arrays = [np.full(300_000, i + 1, dtype=np.uint8) for i in range(2)]
+    data = safeload.dumps(arrays, created=CREATED)
+    assert len(data) < MIB
+    path = tmp_path / "m.safeload"
+
+    def load(blob: bytes):
+        if how == "bytes":
+            return safeload.loads(blob)
+        path.write_bytes(blob)
+        return safeload.load(path)
+
+    out = load(data)
+    assert [int(a.sum()) for a in out] == [300_000, 600_000]
+    for k in range(2):
+        name = f"arrays/{k:06d}.npy"
+        with pytest.raises(IntegrityError) as info:
+            load(_flip(data, name, 1000 + k))
+        assert info.value.members == [name]

@@ -915,7 +915,16 @@ def read_arrays(
                 pending.append((name, sha256(view[start : start + member.size]).hexdigest()))
             append(arr)
         if deferred:
-            if sum(part[2] for part in deferred) >= _THREAD_HASH:
+            if _blockhash is not None and sum(part[2] for part in deferred) >= _THREAD_HASH:
+                # beside the decode without the GIL (a Python thread would first wait for it)
+                if fast is None:
+                    fast = _blockhash.Hasher()
+                later = {
+                    n: _Later(_add_member(fast, view[a : a + size], b))
+                    for n, a, size, b in deferred
+                }
+                pending = [(n, later[n] if d is None else d) for n, d in pending]
+            elif sum(part[2] for part in deferred) >= _THREAD_HASH:
                 job = _HashThread(data, deferred)
             else:
                 digests = {n: digest(view[a : a + size], b) for n, a, size, b in deferred}
@@ -1002,6 +1011,14 @@ class _HashThread:
         if self._error is not None:
             raise self._error
         return self._digests[name]
+
+
+def _add_member(fast: Any, member: Any, blocked: bool) -> int | list[int]:
+    """Queue a whole member's bytes on ``fast`` (a :class:`_blockhash.Hasher`): its digest
+    index, or the indices of its 1 MiB blocks (:func:`.digest.digest`'s form)."""
+    if not blocked:
+        return fast.add(b"", member)
+    return [fast.add(b"", member[k : k + BLOCK_SIZE]) for k in range(0, len(member), BLOCK_SIZE)]
 
 
 class _Later:
