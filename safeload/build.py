@@ -31,6 +31,7 @@ from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, 
 from .limits import Limits
 from .policy import Policy
 from .readers.payloads import Payload, release_lent
+from .statechecks import check_state, has_state_check
 from .validate import ValidationBatch, has_validator, validate
 
 __all__ = ["Builder"]
@@ -647,12 +648,14 @@ def construct(
 
 def plain_setstate(cls: Any) -> bool:
     """Whether ``BUILD`` on an instance of exactly ``cls`` is just ``inst.__setstate__(state)``
-    in :func:`_apply_build` (no class, function, module or dtype; a ``__setstate__``)."""
+    in :func:`_apply_build` (no class, function, module or dtype; a ``__setstate__`` whose
+    state needs no check first, :mod:`safeload.statechecks`)."""
     return (
         isinstance(cls, type)
         and not issubclass(cls, _NOT_BUILDABLE)
         and not issubclass(cls, np.dtype)
         and callable(getattr(cls, "__setstate__", None))
+        and not has_state_check(cls)
     )
 
 
@@ -669,6 +672,7 @@ def _apply_build(inst: Any, state: Any, name: str) -> None:
         return
     setstate = getattr(inst, "__setstate__", None)
     if setstate is not None:
+        check_state(type(inst), state, name)  # compiled __setstate__ that index their state
         setstate(state)
         return
     slotstate = None
