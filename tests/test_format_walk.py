@@ -44,24 +44,27 @@ def _run(cls: type, value: Any, limits: Limits) -> tuple[str, Any, int, dict, li
     return (*result, items, dict(decoder._sizes), list(decoder._pool_next.items()))
 
 
-def _same(a: Any, b: Any) -> None:
+def _same(a: Any, b: Any, seen: set | None = None) -> None:
+    """Equal values of equal types; a shared (or cyclic) container is compared once."""
+    seen = set() if seen is None else seen
     assert type(a) is type(b)
+    if isinstance(a, (dict, list, tuple)):
+        if id(a) in seen:
+            return
+        seen.add(id(a))
     if isinstance(a, np.ndarray):
-        assert (
-            a.dtype == b.dtype
-            and a.shape == b.shape
-            and a.flags.f_contiguous == (b.flags.f_contiguous)
-        )
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.flags.f_contiguous == b.flags.f_contiguous
         np.testing.assert_array_equal(a, b)
         assert (a.base is None) == (b.base is None)  # a pool slice is a view in both
     elif isinstance(a, dict):
         assert list(a) == list(b)
         for k in a:
-            _same(a[k], b[k])
+            _same(a[k], b[k], seen)
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
         for x, y in zip(a, b, strict=True):
-            _same(x, y)
+            _same(x, y, seen)
     else:
         assert a == b or (a != a and b != b)
 

@@ -31,6 +31,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include "structmember.h"
+#include <limits.h>
 
 typedef struct {
     PyObject_HEAD
@@ -64,14 +65,29 @@ static PyObject *fail(Walker *w, const char *kind, PyObject *a, PyObject *b) {
 }
 
 static int count(Walker *w, long long n) {
-    w->items += n;
-    if (w->items > w->max_items) {
-        PyObject *items = PyLong_FromLongLong(w->items);
-        if (!items) return -1;
-        fail(w, "max_items", items, NULL);
-        Py_DECREF(items);
-        return -1;
+    if (n <= w->max_items - w->items) { /* items <= max_items here: no overflow */
+        w->items += n;
+        return 0;
     }
+    /* over the limit: the reference's count (items + n, as a Python int), then the error */
+    PyObject *a = PyLong_FromLongLong(w->items), *b = PyLong_FromLongLong(n);
+    PyObject *sum = (a && b) ? PyNumber_Add(a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    w->items = n > LLONG_MAX - w->items ? LLONG_MAX : w->items + n;
+    if (!sum) return -1;
+    fail(w, "max_items", sum, NULL);
+    Py_DECREF(sum);
+    return -1;
+}
+
+/* A limit as a C integer: values past the C type's range can not be reached (the count and
+ * the depth stay far below), so they become its maximum. */
+static int clamp_limit(PyObject *value, long long max, long long *out) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    *out = overflow > 0 || v > max ? max : (overflow < 0 ? LLONG_MIN : v);
     return 0;
 }
 
@@ -413,14 +429,17 @@ static PyObject *attr_of(PyObject *obj, const char *name, PyTypeObject *want) {
 }
 
 static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
-    PyObject *decoder, *dispatch, *atoms, *ndarray_keys, *error;
-    Py_ssize_t max_depth;
-    long long max_items;
+    PyObject *decoder, *dispatch, *atoms, *ndarray_keys, *error, *depth_obj, *items_obj;
+    long long max_depth, max_items;
     static char *kwlist[] = {"decoder", "dispatch", "atoms", "ndarray_keys", "max_depth",
                              "max_items", "error", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OO!nLO:Walker", kwlist, &decoder,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OO!O!O!O:Walker", kwlist, &decoder,
                                      &PyDict_Type, &dispatch, &atoms, &PyFrozenSet_Type,
-                                     &ndarray_keys, &max_depth, &max_items, &error))
+                                     &ndarray_keys, &PyLong_Type, &depth_obj, &PyLong_Type,
+                                     &items_obj, &error))
+        return -1;
+    if (clamp_limit(depth_obj, PY_SSIZE_T_MAX, &max_depth) < 0 ||
+        clamp_limit(items_obj, LLONG_MAX, &max_items) < 0)
         return -1;
     Walker_clear(w);
     Py_INCREF(decoder);
@@ -433,7 +452,7 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     w->ndarray_keys = ndarray_keys;
     Py_INCREF(error);
     w->error = error;
-    w->max_depth = max_depth;
+    w->max_depth = (Py_ssize_t)max_depth;
     w->max_items = max_items;
     w->items = 0;
     if (!(w->slots = attr_of(decoder, "slots", &PyList_Type))) return -1;
