@@ -7,7 +7,7 @@ from typing import Any
 
 from .audit import audit
 from .build import Builder
-from .errors import PolicyError, VersionMismatchWarning
+from .errors import FormatError, PolicyError, VersionMismatchWarning
 from .limits import DEFAULT_LIMITS, Limits
 from .policy import Policy
 from .readers import read_source, zip_reader_for
@@ -89,11 +89,13 @@ def load(
         ``BUILD`` on a class/function/module, persistent ids, extension codes, a reconstructor
         called with an untrusted argument, a value-only function called at load time.
     FormatError
-        Corrupt, truncated, trailing-data or unknown/foreign format.
+        Corrupt, truncated, trailing-data or unknown/foreign format; ``mmap_mode`` with a file
+        that is not in the safe format.
     LimitExceededError
         A resource limit was exceeded (checked before allocating).
     ValidationError
-        Built content that C code would index out of bounds.
+        Built content that C code would index out of bounds, or a state a compiled
+        ``__setstate__`` would (:mod:`safeload.statechecks`).
     LegacyFormatError
         The file names classes scikit-learn removed and no migration replaces them (or
         ``migrate=False``).
@@ -118,7 +120,11 @@ def load(
         if zip_reader is not None:
             return zip_reader(src, policy=pol, limits=limits, verify=verify, mmap_mode=mmap_mode)
         if mmap_mode is not None:
-            raise ValueError("mmap_mode applies to safe-format files only")
+            # decided by the content, so the file's fault: a SafeloadError like any other
+            raise FormatError(
+                "mmap_mode applies to safe-format files only, and this file is not one (a "
+                "pickle, a joblib file, or an unknown or corrupt format)"
+            )
         parsed = read_source(src, limits, defer_payloads=True)
         if parsed.payloads is not None:  # they are read from src while building
             return _finish(parsed, pol, limits, migrate=migrate)
