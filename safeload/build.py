@@ -672,7 +672,7 @@ def _apply_build(inst: Any, state: Any, name: str) -> None:
         return
     setstate = getattr(inst, "__setstate__", None)
     if setstate is not None:
-        check_state(type(inst), state, name)  # compiled __setstate__ that index their state
+        check_state(inst, state, name)  # compiled __setstate__ that index their state
         setstate(state)
         return
     slotstate = None

@@ -9,7 +9,11 @@ for ``__setstate__`` methods compiled with ``boundscheck=False`` that index the 
 * ``BinaryTree64/32.__setstate__`` (``KDTree``, ``BallTree``) and
   ``DistanceMetric64/32.__setstate__`` read ``state[0]`` … ``state[n - 1]`` of a tuple with
   ``PyTuple_GET_ITEM`` and no length check: a shorter tuple is read past its end and the
-  object found there gets its reference count written (heap corruption).
+  object found there gets its reference count written (heap corruption);
+* ``numpy.ndarray.__setstate__`` (``numpy.matrix``, ``MaskedArray``) reads ``prod(shape)``
+  items of an object array's raw-data list without checking its length;
+* ``BitGenerator.__setstate__`` of PCG64/PCG64DXSM/Philox writes through pointers only their
+  ``__init__`` sets, so an instance made by ``NEWOBJ`` crashes it.
 
 A check is registered under the ``"module.qualname"`` of the class that *defines* the
 ``__setstate__`` (subclasses share it) and is found along the MRO, like validators.  The
@@ -33,8 +37,8 @@ from .errors import ValidationError
 
 __all__ = ["check_state", "has_state_check", "StateCheck"]
 
-#: ``check(cls, state) -> problem or None``; ``cls`` is the type of the object being built.
-StateCheck = Callable[[type, Any], "str | None"]
+#: ``check(inst, state) -> problem or None``: ``inst`` is the object about to get ``state``.
+StateCheck = Callable[[Any, Any], "str | None"]
 
 _lock = threading.Lock()
 _cache: dict[type, StateCheck | None] = {}
@@ -68,13 +72,14 @@ def has_state_check(tp: type) -> bool:
     return _lookup(tp) is not None
 
 
-def check_state(tp: type, state: Any, name: str) -> None:
-    """Refuse a state that ``tp.__setstate__`` (compiled code) would index out of bounds.
+def check_state(inst: Any, state: Any, name: str) -> None:
+    """Refuse a state that ``type(inst).__setstate__`` (compiled code) would index out of
+    bounds, or an instance it would write through uninitialised pointers.
 
     Parameters
     ----------
-    tp : type
-        The type of the object being built.
+    inst : object
+        The object being built (``__setstate__`` not called yet).
     state : object
         The state the file gives it (already built).
     name : str
@@ -85,10 +90,10 @@ def check_state(tp: type, state: Any, name: str) -> None:
     ValidationError
         Naming the class and what is wrong with the state.
     """
-    check = _lookup(tp)
+    check = _lookup(type(inst))
     if check is None:
         return
-    problem = check(tp, state)
+    problem = check(inst, state)
     if problem is not None:
         raise ValidationError(
             f"{name}: {problem}; its compiled __setstate__ would read out of bounds"
@@ -102,7 +107,7 @@ def _tuple_of(length_key: str, probe: Callable[[], Any]) -> StateCheck:
     """A state that must be a tuple as long as the one the library writes (``probe()`` builds
     a small instance; its ``__getstate__`` length is taken once per process)."""
 
-    def check(tp: type, state: Any) -> str | None:
+    def check(inst: Any, state: Any) -> str | None:
         expected = _lengths.get(length_key)
         if expected is None:
             try:
@@ -119,7 +124,7 @@ def _tuple_of(length_key: str, probe: Callable[[], Any]) -> StateCheck:
     return check
 
 
-def _tree_state(tp: type, state: Any) -> str | None:
+def _tree_state(inst: Any, state: Any) -> str | None:
     """``Tree.__setstate__(d)``: ``d["nodes"].shape[0]`` is read before any check of the array;
     ``_check_node_ndarray``/``_check_value_ndarray`` then check dtype, shape and order."""
     if type(state) is not dict:
@@ -130,6 +135,41 @@ def _tree_state(tp: type, state: Any) -> str | None:
     values = state.get("values")
     if values is not None and (type(values) is not np.ndarray or values.ndim != 3):
         return "values is not a 3-d numpy array"
+    return None
+
+
+def _array_state(inst: Any, state: Any) -> str | None:
+    """``ndarray.__setstate__((version, shape, dtype, is_fortran, rawdata))`` (or without the
+    version): for a dtype holding objects numpy's ``_setlist_pkl`` reads ``prod(shape)`` items
+    of the ``rawdata`` list with ``PyList_GET_ITEM`` and no length check (numpy ``methods.c``);
+    ``MaskedArray.__setstate__`` hands its raw data (item 4 of 7) to it."""
+    if type(state) is not tuple:
+        return None  # numpy's own argument parsing refuses it
+    if len(state) == 7:  # MaskedArray: (version, shape, dtype, is_fortran, raw, mask, fill)
+        shape, dtype, raw = state[1], state[2], state[4]
+    elif len(state) in (4, 5):
+        shape, dtype, raw = state[-4], state[-3], state[-1]
+    else:
+        return None
+    if not isinstance(raw, list) or not isinstance(dtype, np.dtype) or not dtype.hasobject:
+        return None  # bytes are length-checked by numpy
+    if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
+        return "the shape of an object array is not a tuple of ints >= 0"
+    count = 1
+    for n in shape:
+        count *= n
+    if len(raw) != count:
+        return f"an object array of shape {shape} lists {len(raw)} items, not {count}"
+    return None
+
+
+def _bit_generator(inst: Any, state: Any) -> str | None:
+    """``BitGenerator.__setstate__`` of PCG64/PCG64DXSM/Philox writes through pointers that
+    their ``__init__`` sets; an instance made by ``NEWOBJ`` (``__new__`` without ``__init__``,
+    which numpy never writes: it pickles through ``__bit_generator_ctor``) has them NULL.
+    ``lock`` is set by ``BitGenerator.__init__`` alone."""
+    if getattr(inst, "lock", None) is None:
+        return "the bit generator was never initialised (made without its __init__)"
     return None
 
 
@@ -171,4 +211,7 @@ REGISTRY: dict[str, StateCheck] = {
     "sklearn.neighbors._ball_tree.BinaryTree32": _tuple_of("ball32", _ball_tree(np.float32)),
     "sklearn.metrics._dist_metrics.DistanceMetric64": _tuple_of("metric64", _metric(64)),
     "sklearn.metrics._dist_metrics.DistanceMetric32": _tuple_of("metric32", _metric(32)),
+    "numpy.ndarray": _array_state,
+    "numpy.ma.MaskedArray": _array_state,
+    "numpy.random.bit_generator.BitGenerator": _bit_generator,
 }

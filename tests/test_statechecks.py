@@ -56,8 +56,8 @@ def test_tree_arrays_of_the_wrong_ndim_are_refused_before_setstate(field, shape,
 
 
 def test_a_tree_state_that_is_not_a_dict_is_refused():
-    assert statechecks._tree_state(object, [1]) == "state is a list, not a dict"
-    assert statechecks._tree_state(object, {"nodes": np.zeros(3)}) is None
+    assert statechecks._tree_state(None, [1]) == "state is a list, not a dict"
+    assert statechecks._tree_state(None, {"nodes": np.zeros(3)}) is None
 
 
 @pytest.mark.parametrize(
@@ -115,3 +115,71 @@ def test_a_class_whose_state_can_not_be_probed_is_refused(monkeypatch):
     data = safeload.dumps(KDTree(np.random.RandomState(0).rand(20, 3)))
     with pytest.raises(ValidationError, match="could not be determined"):
         safeload.loads(data)
+
+
+# ------------------------------------------------------------------------------ numpy
+
+
+class _Reduce:
+    """Pickles as the given ``__reduce__`` tuple (hand-written hostile pickles)."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+def _loads_pickle(obj):
+    import pickle
+
+    return safeload.loads(pickle.dumps(obj, protocol=2))
+
+
+@pytest.mark.parametrize(
+    ("cls", "dtype", "raw", "shape"),
+    [
+        (np.ndarray, np.dtype(object), [1], (5,)),
+        (np.ndarray, np.dtype(object), [], (3,)),
+        (np.ndarray, np.dtype([("a", "O"), ("b", "f8")]), [(1, 2.0)], (2,)),
+        (np.matrix, np.dtype(object), [1, 2], (2, 2)),
+    ],
+)
+def test_object_arrays_must_list_every_item(cls, dtype, raw, shape):
+    """numpy's ``_setlist_pkl`` reads ``prod(shape)`` items of the list without a length
+    check (review 5 survey: SIGSEGV through ``safeload.loads``)."""
+    from numpy._core.multiarray import _reconstruct
+
+    hostile = _Reduce(_reconstruct, (cls, (0,), b"b"), (1, shape, dtype, False, raw))
+    with pytest.raises(ValidationError, match=f"lists {len(raw)} items, not"):
+        _loads_pickle(hostile)
+    good = np.empty(shape, dtype=dtype)
+    assert _loads_pickle(good).shape == shape  # the state numpy writes still loads
+
+
+def test_masked_object_arrays_must_list_every_item():
+    data = np.ma.MaskedArray(np.array(["a", "b", "c"], dtype=object), mask=[0, 1, 0])
+    state = data.__reduce__()
+    assert len(state[2]) == 7
+    short = (*state[2][:4], state[2][4][:1], *state[2][5:])
+    with pytest.raises(ValidationError, match="lists 1 items, not 3"):
+        _loads_pickle(_Reduce(state[0], state[1], short))
+    out = _loads_pickle(data)
+    assert out.tolist() == ["a", None, "c"]
+
+
+@pytest.mark.parametrize("name", ["PCG64", "PCG64DXSM", "Philox", "MT19937"])
+def test_bit_generators_made_without_init_are_refused(name):
+    """PCG64/PCG64DXSM/Philox ``__setstate__`` write through pointers only ``__init__`` sets:
+    ``NEWOBJ`` then ``BUILD`` crashed the process (review 5 survey)."""
+    import pickle
+
+    import numpy.random
+
+    cls = getattr(numpy.random, name)
+    state = pickle.dumps(cls(0).__getstate__(), protocol=2)[2:-1]  # without PROTO and STOP
+    glob = f"c{cls.__module__}\n{cls.__qualname__}\n".encode()
+    hostile = b"\x80\x02" + glob + b")\x81" + state + b"b."  # NEWOBJ, then BUILD
+    with pytest.raises(ValidationError, match="never initialised"):
+        safeload.loads(hostile)
+    assert _loads_pickle(cls(0)).random_raw() == cls(0).random_raw()  # numpy's own pickle
