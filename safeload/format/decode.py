@@ -757,17 +757,7 @@ class Decoder:
         result = builder.invoke(plan, kind, args, kwargs)
         slots[slot] = result
         if "state" in v:
-            state = v["state"]
-            if type(state) not in _ATOM_TYPES:
-                state = self.dec(state, depth)
-            try:
-                _apply_build(result, state, name)
-            except SafeloadError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - mirrors Builder._apply_ops
-                raise FormatError(
-                    f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
-                ) from exc
+            self._set_state(result, v["state"], depth, name, None)
         if "items" in v:
             _extend(result, self._items(v, kind, depth), name)
         if "setitems" in v:
@@ -783,22 +773,27 @@ class Decoder:
         cls, pair, _rule = plan
         result = construct(cls, pair, "new", (), {}, self.limits)
         self.slots[slot] = result
-        state = v["state"]
+        self._set_state(result, v["state"], depth, name, cls)
+        self.builder.finish(result, pair)
+        return result
+
+    def _set_state(self, result: Any, state: Any, depth: int, name: str, plain: Any) -> None:
+        """Decode a node's ``state`` and set it (``BUILD``): by ``__setstate__`` alone when
+        ``result`` is exactly ``plain`` (a class :func:`~safeload.build.plain_setstate`
+        accepted), else through :func:`~safeload.build._apply_build`."""
         if type(state) not in _ATOM_TYPES:
             state = self.dec(state, depth)
         try:
-            if type(result) is cls:  # __new__ gave an instance of cls: plain_setstate holds
+            if plain is not None and type(result) is plain:
                 result.__setstate__(state)
             else:
                 _apply_build(result, state, name)
         except SafeloadError:
             raise
-        except Exception as exc:  # noqa: BLE001 - as in _node
+        except Exception as exc:  # noqa: BLE001 - mirrors Builder._apply_ops
             raise FormatError(
                 f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
             ) from exc
-        self.builder.finish(result, pair)
-        return result
 
 
 def _extend(obj: Any, items: list, name: str) -> None:
