@@ -81,3 +81,125 @@ def test_finished_hasher_refuses_more_work():
 def test_bad_arguments_are_type_errors(args):
     with pytest.raises(TypeError):
         _blockhash.Hasher().add(*args)
+
+
+# --------------------------------------------------------------------- reads (session 6)
+# Hasher.read: a reader thread preads large members into their arrays while the graph is
+# decoded; Hasher.wait(k) is the decoder's barrier before a member's first use.
+
+
+@pytest.fixture(scope="module")
+def datafile(tmp_path_factory):
+    """An open 5 MiB file and its bytes (only read: shared by every example)."""
+    data = np.random.default_rng(1).integers(0, 256, 5 << 20, dtype=np.uint8).tobytes()
+    path = tmp_path_factory.mktemp("reads") / "data.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        yield fh, data
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5 << 20), st.integers(0, 1 << 20), st.binary(max_size=40)),
+        max_size=10,
+    ),
+    st.booleans(),
+)
+def test_reads_fill_the_buffers_and_hash_them_in_order(datafile, jobs, wait_each):
+    fh, data = datafile
+    jobs = [(off, min(n, len(data) - off), head) for off, n, head in jobs]
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    bufs = [np.empty(n, np.uint8) for _, n, _ in jobs]
+    ids = [hasher.read(off, head, buf) for (off, _, head), buf in zip(jobs, bufs, strict=True)]
+    assert ids == list(range(len(jobs)))
+    if wait_each:
+        for k in reversed(ids):  # any order: each wait returns once that buffer is full
+            hasher.wait(k)
+            off, n, _ = jobs[k]
+            assert bufs[k].tobytes() == data[off : off + n]
+    assert hasher.join() == [
+        hashlib.sha256(head + data[off : off + n]).hexdigest() for off, n, head in jobs
+    ]
+    for (off, n, _), buf in zip(jobs, bufs, strict=True):
+        assert buf.tobytes() == data[off : off + n]
+
+
+def test_reads_and_adds_mix_in_one_index_order(datafile):
+    fh, data = datafile
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    buf = np.empty(3 << 20, np.uint8)
+    present = np.full(70_000, 7, np.uint8)
+    assert hasher.read(1000, b"h", buf) == 0
+    assert hasher.add(b"", present) == 1
+    assert hasher.join() == [
+        hashlib.sha256(b"h" + data[1000 : 1000 + (3 << 20)]).hexdigest(),
+        hashlib.sha256(present.tobytes()).hexdigest(),
+    ]
+
+
+def test_a_short_read_raises_eof_on_wait_and_on_join(datafile):
+    fh, data = datafile
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    ok, short = np.empty(100, np.uint8), np.empty(1 << 20, np.uint8)
+    hasher.read(0, b"", ok)
+    k = hasher.read(len(data) - 10, b"", short)  # the file ends 10 bytes in
+    with pytest.raises(EOFError, match=f"job {k}"):
+        hasher.wait(k)
+    hasher.wait(0)
+    assert ok.tobytes() == data[:100]
+    with pytest.raises(EOFError):
+        hasher.join()
+    short.resize(0, refcheck=False)  # every export released, even after a failed join
+
+
+def test_the_hasher_reads_from_its_own_duplicate_of_the_descriptor(tmp_path):
+    path = tmp_path / "d.bin"
+    path.write_bytes(b"abc" * 100_000)
+    hasher = _blockhash.Hasher()
+    with open(path, "rb") as fh:
+        hasher.set_file(fh.fileno())
+    buf = np.empty(300_000, np.uint8)
+    hasher.read(0, b"", buf)  # the caller's file is closed already
+    assert hasher.join() == [hashlib.sha256(b"abc" * 100_000).hexdigest()]
+    assert buf.tobytes() == b"abc" * 100_000
+
+
+def test_a_dropped_hasher_with_reads_queued_stops_its_threads_and_releases(datafile):
+    fh, _ = datafile
+    bufs = [bytearray(1 << 20) for _ in range(5)]
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    for k, buf in enumerate(bufs):
+        hasher.read(k << 20, b"", buf)
+    with pytest.raises(BufferError):
+        bufs[0].extend(b"!")  # exported while the read may still be running
+    del hasher
+    for buf in bufs:
+        buf.extend(b"!")
+
+
+def test_read_needs_a_file_a_writable_buffer_and_an_open_hasher(datafile):
+    fh, _ = datafile
+    hasher = _blockhash.Hasher()
+    with pytest.raises(RuntimeError, match="set_file"):
+        hasher.read(0, b"", bytearray(10))
+    hasher.set_file(fh.fileno())
+    with pytest.raises(RuntimeError, match="once"):
+        hasher.set_file(fh.fileno())
+    with pytest.raises(BufferError):
+        hasher.read(0, b"", b"read-only bytes")
+    with pytest.raises(ValueError, match="offset"):
+        hasher.read(-1, b"", bytearray(10))
+    with pytest.raises(TypeError):
+        hasher.read(0, "head", bytearray(10))
+    with pytest.raises(IndexError):
+        hasher.wait(0)  # no such job
+    assert hasher.join() == []
+    with pytest.raises(RuntimeError, match="after join"):
+        hasher.read(0, b"", bytearray(10))
+    with pytest.raises(ValueError):
+        _blockhash.Hasher().set_file(-1)

@@ -11,11 +11,27 @@
  *       computed at once on the calling thread (the data was just read, so it is in the CPU
  *       cache, and both cores hash); otherwise it goes to the worker, which starts on the
  *       first add and never takes the GIL.
+ *   Hasher.set_file(fd)
+ *       Keep a duplicate of the file descriptor `fd` (closed when the hasher finishes) for
+ *       read(); once per hasher.
+ *   Hasher.read(offset, head, buffer) -> int
+ *       Queue a pread of len(buffer) bytes at `offset` of that file into `buffer` (a writable
+ *       C-contiguous buffer), then SHA-256(head + buffer) as add() does.  A reader thread
+ *       fills the buffers in read() order, without the GIL; the hash of one waits for its
+ *       read.  The caller must not touch `buffer` before wait() returned for its index.
+ *   Hasher.wait(index)
+ *       Block (without the GIL) until the read of job `index` is done, reading the next
+ *       blocks on this thread too; raises EOFError when the file ended first, OSError when
+ *       pread failed.  Jobs from add() are ready at once.
  *   Hasher.join() -> list[str]
- *       Hash what is still queued on this thread too, wait for the worker, and return the
- *       hex digests in add() order.  The hasher is finished then (add() raises RuntimeError).
+ *       Hash what is still queued on this thread too, wait for the reader and the worker,
+ *       and return the hex digests in add() / read() order.  The hasher is finished then
+ *       (add() and read() raise RuntimeError); a failed read raises EOFError or OSError.
  *   A Hasher dropped without join() cancels the queued digests, waits for the one in hand and
  *   releases every buffer.
+ *
+ * Reads and hashes overlap the caller's decode: it waits only for the member it needs next
+ * (docs/PERFORMANCE.md, session 6).
  *
  * Why: hashlib needs the GIL between two updates, so a worker thread waits up to the switch
  * interval (5 ms) whenever the loader runs Python (decoding the graph), and the hashing piles
@@ -24,13 +40,19 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <openssl/evp.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     Py_buffer view;
     PyObject *head; /* bytes */
     int state;      /* 0 queued, 1 taken, 2 done, -1 failed */
+    int rstate;     /* 0 bytes present, 1 read pending, 2 read in hand, -1 read failed */
+    int rerrno;     /* errno of a failed pread; 0: the file ended first */
+    long long offset; /* file offset of a read() job */
     unsigned char md[32];
 } Job;
 
@@ -39,9 +61,12 @@ typedef struct {
     Job *jobs;
     Py_ssize_t count, capacity, next; /* next: the first job nobody took yet */
     pthread_mutex_t mutex;
-    pthread_cond_t wake, done;
-    pthread_t thread;
+    pthread_cond_t wake, done, rwake;
+    pthread_t thread, reader;
+    Py_ssize_t rnext; /* no job before it waits for its read */
+    int fd;           /* dup of set_file()'s descriptor, -1 without */
     int sync_ready, started, closing, cancelled, finished, running;
+    int reader_started, reader_closing, reads_pending;
 } Hasher;
 
 /* SHA-256(head + data) into md; 0 on success. No Python calls: runs without the GIL. */
@@ -69,12 +94,18 @@ static int run_job(Job *snapshot) {
  * grows it, so the taker works on a copy of the job's pointers. */
 /* Move `next` past the jobs add() hashed itself (mutex held). */
 static void skip_taken(Hasher *h) {
-    while (h->next < h->count && h->jobs[h->next].state != 0) h->next++;
+    while (h->next < h->count) {
+        Job *job = &h->jobs[h->next];
+        if (job->state == 0 && job->rstate == -1) job->state = -1; /* nothing to hash */
+        if (job->state == 0) break;
+        h->next++;
+    }
 }
 
+/* Take the next queued job whose bytes are present (mutex held); -1 when none is ready. */
 static Py_ssize_t take(Hasher *h, Job *snapshot) {
     skip_taken(h);
-    if (h->next >= h->count || h->cancelled) return -1;
+    if (h->next >= h->count || h->cancelled || h->jobs[h->next].rstate != 0) return -1;
     Py_ssize_t k = h->next++;
     h->jobs[k].state = 1;
     *snapshot = h->jobs[k];
@@ -106,6 +137,67 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* pread the whole job into its buffer; 0, or -1 with errno (0: the file ended first). */
+static int read_job(int fd, char *buf, size_t len, long long offset) {
+    while (len > 0) {
+        ssize_t got = pread(fd, buf, len, (off_t)offset);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (got == 0) {
+            errno = 0;
+            return -1;
+        }
+        buf += got;
+        len -= (size_t)got;
+        offset += got;
+    }
+    return 0;
+}
+
+/* Take the next job waiting for its read (mutex held): marks it in hand; -1 when none. */
+static Py_ssize_t take_read(Hasher *h, Job *snapshot) {
+    while (h->rnext < h->count && h->jobs[h->rnext].rstate != 1) h->rnext++;
+    if (h->cancelled || h->rnext >= h->count) return -1;
+    Py_ssize_t k = h->rnext++;
+    h->jobs[k].rstate = 2;
+    *snapshot = h->jobs[k];
+    return k;
+}
+
+/* Read a job taken by take_read (mutex held on entry and exit, released meanwhile). */
+static void run_read(Hasher *h, Py_ssize_t k, Job *snapshot) {
+    pthread_mutex_unlock(&h->mutex);
+    int failed = read_job(h->fd, (char *)snapshot->view.buf, (size_t)snapshot->view.len,
+                          snapshot->offset);
+    int err = errno;
+    pthread_mutex_lock(&h->mutex);
+    h->jobs[k].rstate = failed ? -1 : 0;
+    h->jobs[k].rerrno = failed ? err : 0;
+    h->reads_pending--;
+    pthread_cond_broadcast(&h->wake);
+    pthread_cond_broadcast(&h->done);
+}
+
+/* The reader thread: fills read() jobs in order, never takes the GIL. */
+static void *reader_main(void *arg) {
+    Hasher *h = (Hasher *)arg;
+    pthread_mutex_lock(&h->mutex);
+    for (;;) {
+        Job snapshot;
+        Py_ssize_t k = take_read(h, &snapshot);
+        if (k >= 0) {
+            run_read(h, k, &snapshot);
+            continue;
+        }
+        if (h->cancelled || h->reader_closing) break;
+        pthread_cond_wait(&h->rwake, &h->mutex);
+    }
+    pthread_mutex_unlock(&h->mutex);
+    return NULL;
+}
+
 static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (PyTuple_GET_SIZE(args) != 0 || (kwds && PyDict_GET_SIZE(kwds) != 0)) {
         PyErr_SetString(PyExc_TypeError, "Hasher() takes no arguments");
@@ -128,12 +220,33 @@ static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         Py_DECREF(h);
         return PyErr_Format(PyExc_OSError, "pthread_cond_init failed");
     }
+    if (pthread_cond_init(&h->rwake, NULL) != 0) {
+        pthread_cond_destroy(&h->done);
+        pthread_cond_destroy(&h->wake);
+        pthread_mutex_destroy(&h->mutex);
+        Py_DECREF(h);
+        return PyErr_Format(PyExc_OSError, "pthread_cond_init failed");
+    }
+    h->fd = -1;
     h->sync_ready = 1;
     return (PyObject *)h;
 }
 
 /* Stop the worker (cancel: skip what is queued) and wait for it.  No GIL needed. */
 static void stop_worker(Hasher *h, int cancel) {
+    if (h->reader_started) { /* first: the worker may wait for a read */
+        pthread_mutex_lock(&h->mutex);
+        h->reader_closing = 1;
+        if (cancel) h->cancelled = 1;
+        pthread_cond_signal(&h->rwake);
+        pthread_mutex_unlock(&h->mutex);
+        pthread_join(h->reader, NULL);
+        h->reader_started = 0;
+    }
+    if (h->fd >= 0) {
+        close(h->fd);
+        h->fd = -1;
+    }
     if (!h->started) return;
     pthread_mutex_lock(&h->mutex);
     h->closing = 1;
@@ -155,18 +268,39 @@ static void release_jobs(Hasher *h) {
 }
 
 static void Hasher_dealloc(Hasher *h) {
-    if (h->started) {
+    if (h->started || h->reader_started || h->fd >= 0) {
         Py_BEGIN_ALLOW_THREADS
         stop_worker(h, 1);
         Py_END_ALLOW_THREADS
     }
     release_jobs(h);
     if (h->sync_ready) {
+        pthread_cond_destroy(&h->rwake);
         pthread_cond_destroy(&h->done);
         pthread_cond_destroy(&h->wake);
         pthread_mutex_destroy(&h->mutex);
     }
     Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+/* Append a queued job (mutex and GIL held); its index, or -1 when out of memory.  The jobs
+ * array may move: the threads work on snapshots of a job's fields. */
+static Py_ssize_t push_job(Hasher *h, Py_buffer *view, PyObject *head) {
+    if (h->count == h->capacity) {
+        Py_ssize_t cap = h->capacity ? 2 * h->capacity : 64;
+        Job *grown = (size_t)cap < PY_SSIZE_T_MAX / sizeof(Job)
+                         ? (Job *)PyMem_Realloc(h->jobs, (size_t)cap * sizeof(Job))
+                         : NULL;
+        if (!grown) return -1;
+        h->jobs = grown;
+        h->capacity = cap;
+    }
+    Py_ssize_t k = h->count++;
+    Job *job = &h->jobs[k];
+    memset(job, 0, sizeof(Job));
+    job->view = *view;
+    job->head = Py_NewRef(head);
+    return k;
 }
 
 static PyObject *Hasher_add(Hasher *h, PyObject *const *args, Py_ssize_t nargs) {
@@ -181,24 +315,13 @@ static PyObject *Hasher_add(Hasher *h, PyObject *const *args, Py_ssize_t nargs) 
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
     pthread_mutex_lock(&h->mutex);
-    if (h->count == h->capacity) {
-        Py_ssize_t cap = h->capacity ? 2 * h->capacity : 64;
-        Job *grown = (size_t)cap < PY_SSIZE_T_MAX / sizeof(Job)
-                         ? (Job *)PyMem_Realloc(h->jobs, (size_t)cap * sizeof(Job))
-                         : NULL;
-        if (!grown) {
-            pthread_mutex_unlock(&h->mutex);
-            PyBuffer_Release(&view);
-            return PyErr_NoMemory();
-        }
-        h->jobs = grown;
-        h->capacity = cap;
+    Py_ssize_t k = push_job(h, &view, args[0]);
+    if (k < 0) {
+        pthread_mutex_unlock(&h->mutex);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
     }
-    Py_ssize_t k = h->count++;
     Job *job = &h->jobs[k];
-    job->view = view;
-    job->head = Py_NewRef(args[0]);
-    job->state = 0;
     /* the worker is behind (a job it has not taken yet): hash this one here, now; take()
      * skips it */
     skip_taken(h);
@@ -223,6 +346,108 @@ static PyObject *Hasher_add(Hasher *h, PyObject *const *args, Py_ssize_t nargs) 
     return PyLong_FromSsize_t(k);
 }
 
+static PyObject *Hasher_set_file(Hasher *h, PyObject *arg) {
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred()) return NULL;
+    if (value < 0 || value > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "set_file() needs a file descriptor");
+        return NULL;
+    }
+    int fd = (int)value;
+    if (h->fd >= 0 || h->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "set_file() once, before join()");
+        return NULL;
+    }
+    int own = dup(fd);
+    if (own < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    h->fd = own;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Hasher_read(Hasher *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyLong_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "read(offset: int, head: bytes, buffer)");
+        return NULL;
+    }
+    if (h->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "read() after join()");
+        return NULL;
+    }
+    if (h->fd < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "read() needs set_file() first");
+        return NULL;
+    }
+    long long offset = PyLong_AsLongLong(args[0]);
+    if (offset == -1 && PyErr_Occurred()) return NULL;
+    if (offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "read() offset < 0");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) return NULL;
+    pthread_mutex_lock(&h->mutex);
+    Py_ssize_t k = push_job(h, &view, args[1]);
+    if (k < 0) {
+        pthread_mutex_unlock(&h->mutex);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    h->jobs[k].offset = offset;
+    h->jobs[k].rstate = view.len > 0 ? 1 : 0;
+    if (view.len > 0) h->reads_pending++;
+    if (!h->reader_started && view.len > 0) {
+        /* without a thread, wait() and join() read on the calling thread */
+        if (pthread_create(&h->reader, NULL, reader_main, h) == 0) h->reader_started = 1;
+    }
+    if (!h->started) {
+        if (pthread_create(&h->thread, NULL, worker_main, h) == 0) h->started = 1;
+    }
+    pthread_cond_signal(&h->rwake);
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->mutex);
+    return PyLong_FromSsize_t(k);
+}
+
+/* Raise for the failed read of job k (GIL held). */
+static PyObject *read_failed(Py_ssize_t k, int err) {
+    if (err == 0) return PyErr_Format(PyExc_EOFError, "the file ended inside job %zd", k);
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+static PyObject *Hasher_wait(Hasher *h, PyObject *arg) {
+    Py_ssize_t k = PyLong_AsSsize_t(arg);
+    if (k == -1 && PyErr_Occurred()) return NULL;
+    if (h->finished || k < 0 || k >= h->count) {
+        PyErr_SetString(PyExc_IndexError, "wait() on a job index add() or read() returned");
+        return NULL;
+    }
+    int rstate, err;
+    pthread_mutex_lock(&h->mutex);
+    rstate = h->jobs[k].rstate;
+    if (rstate > 0) {
+        pthread_mutex_unlock(&h->mutex);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&h->mutex);
+        /* read the next blocks here too, beside the reader (hashing instead would make a
+         * third busy thread on two cores, slowing the reads waited for) */
+        while (h->jobs[k].rstate > 0) {
+            Job snapshot;
+            Py_ssize_t j = take_read(h, &snapshot);
+            if (j >= 0)
+                run_read(h, j, &snapshot);
+            else
+                pthread_cond_wait(&h->done, &h->mutex);
+        }
+        Py_END_ALLOW_THREADS
+        rstate = h->jobs[k].rstate;
+    }
+    err = h->jobs[k].rerrno;
+    pthread_mutex_unlock(&h->mutex);
+    if (rstate < 0) return read_failed(k, err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
     if (h->finished) {
         PyErr_SetString(PyExc_RuntimeError, "join() called twice");
@@ -231,10 +456,20 @@ static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
     h->finished = 1;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&h->mutex);
-    for (;;) { /* hash the queued jobs here too, beside the worker */
+    for (;;) { /* hash the queued jobs here too, beside the worker, as their reads finish */
         Job snapshot;
         Py_ssize_t k = take(h, &snapshot);
-        if (k < 0) break;
+        if (k < 0) {
+            if (h->reads_pending > 0) {
+                k = take_read(h, &snapshot);
+                if (k >= 0)
+                    run_read(h, k, &snapshot);
+                else
+                    pthread_cond_wait(&h->done, &h->mutex);
+                continue;
+            }
+            break;
+        }
         pthread_mutex_unlock(&h->mutex);
         int state = run_job(&snapshot);
         pthread_mutex_lock(&h->mutex);
@@ -243,6 +478,13 @@ static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
     pthread_mutex_unlock(&h->mutex);
     stop_worker(h, 0);
     Py_END_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < h->count; k++) { /* a failed read explains its failed hash */
+        if (h->jobs[k].rstate < 0) {
+            int err = h->jobs[k].rerrno;
+            release_jobs(h);
+            return read_failed(k, err);
+        }
+    }
     PyObject *out = PyList_New(h->count);
     int failed = 0;
     for (Py_ssize_t k = 0; out && k < h->count; k++) {
@@ -275,6 +517,12 @@ static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
 static PyMethodDef hasher_methods[] = {
     {"add", (PyCFunction)(void (*)(void))Hasher_add, METH_FASTCALL,
      "add(head, data) -> index: queue SHA-256(head + data) (see module doc)."},
+    {"set_file", (PyCFunction)Hasher_set_file, METH_O,
+     "set_file(fd): read() from a duplicate of this descriptor (see module doc)."},
+    {"read", (PyCFunction)(void (*)(void))Hasher_read, METH_FASTCALL,
+     "read(offset, head, buffer) -> index: pread into buffer, then hash (see module doc)."},
+    {"wait", (PyCFunction)Hasher_wait, METH_O,
+     "wait(index): block until that job's bytes were read (see module doc)."},
     {"join", (PyCFunction)Hasher_join, METH_NOARGS,
      "Hash what is queued, wait for the worker; return the hex digests in add() order."},
     {NULL, NULL, 0, NULL},

@@ -31,7 +31,7 @@ from ..build import Builder
 from ..errors import FormatError, IntegrityError, LimitExceededError
 from ..limits import Limits
 from ..policy import Policy
-from ..source import Source
+from ..source import SafeloadLoadIOError, Source
 from .decode import Decoder, decode_globals
 from .digest import BLOCK_SIZE, MemberHash, block_count, digest, expected, uses_blocks
 from .encode import Encoder
@@ -747,10 +747,15 @@ def read_arrays(
     -------
     arrays : list of numpy.ndarray
     finish : callable
-        Waits for the hashes and raises :class:`IntegrityError` listing every member whose
-        SHA-256 differs from the manifest's.  The caller builds meanwhile (the hash is tamper
-        evidence, not a trust boundary: built content is validated either way) and calls it
-        before returning anything.
+        Waits for the reads and hashes and raises :class:`IntegrityError` listing every member
+        whose SHA-256 differs from the manifest's.  The caller builds meanwhile (the hash is
+        tamper evidence, not a trust boundary: built content is validated either way) and
+        calls it before returning anything, on every path (it stops the reader thread).
+    ready : callable or None
+        ``ready(i)`` waits until member ``i``'s bytes are all read: large members of a file
+        are filled by a reader thread (``_blockhash``) while the caller decodes, which must
+        call it before the first use of ``arrays[i]`` (``Decoder(ready=...)``).  None when
+        every array is complete on return.
 
     Parameters
     ----------
@@ -798,6 +803,7 @@ def read_arrays(
     # hashed after the loop, together, on one thread when they are large enough
     in_memory = not isinstance(data, mmap.mmap)
     deferred: list[tuple[str, int, int, bool]] = []
+    waits: dict[int, int] = {}  # member index -> the Hasher job that reads its last block
     job: _HashThread | None = None
     # the file's own buffer, read once: its array members are used in place (a second copy
     # costs as much again in page faults), unless that would keep much more than the arrays
@@ -851,22 +857,23 @@ def read_arrays(
                 if not verify:
                     _read_into(file, raw, 0, nbytes, name)
                 elif _blockhash is not None and (not blocked or hl < BLOCK_SIZE):
-                    # hashed beside the reads and the decode, without the GIL: each block (or
-                    # the whole member) as soon as it is read
+                    # read and hashed beside the decode, without the GIL: a reader thread
+                    # fills the member block by block (the decode waits for it at its first
+                    # use, Decoder(ready=...)), each block is hashed once read
                     if fast is None:
                         fast = _blockhash.Hasher()
+                        fast.set_file(file.fileno())
+                    at = start + hl
                     if blocked:
-                        end = BLOCK_SIZE - hl
-                        _read_into(file, raw, 0, min(end, nbytes), name)
-                        ids = [fast.add(header, raw[:end])]
+                        end = min(BLOCK_SIZE - hl, nbytes)
+                        ids = [fast.read(at, header, raw[:end])]
                         for pos in range(end, nbytes, BLOCK_SIZE):
-                            part = raw[pos : pos + BLOCK_SIZE]
-                            _read_into(file, raw, pos, pos + part.nbytes, name)
-                            ids.append(fast.add(b"", part))
+                            ids.append(fast.read(at + pos, b"", raw[pos : pos + BLOCK_SIZE]))
+                        waits[i] = ids[-1]
                         pending.append((name, _Later(ids)))
                     else:
-                        _read_into(file, raw, 0, nbytes, name)
-                        pending.append((name, _Later(fast.add(header, raw))))
+                        waits[i] = fast.read(at, header, raw)
+                        pending.append((name, _Later(waits[i])))
                 elif blocked and hl < BLOCK_SIZE:
                     # block k is hashed on the worker while block k + 1 is read
                     if blocks is None:
@@ -940,11 +947,16 @@ def read_arrays(
         with contextlib.suppress(BufferError):
             view.release()
 
+    def ready(i: int) -> None:
+        k = waits.get(i)
+        if k is not None:
+            _read_errors(fast.wait, k, array_member(i))
+
     def finish() -> None:
         try:
             if blocks is not None:
                 blocks.finish()  # fills in the block lists of pending
-            done = fast.join() if fast is not None else []
+            done = _read_errors(fast.join, None, "an array member") if fast is not None else []
             bad = []
             for name, found in pending:
                 if found is None:
@@ -965,7 +977,18 @@ def read_arrays(
         if bad:
             raise IntegrityError(bad)
 
-    return out, finish
+    return out, finish, (ready if waits else None)
+
+
+def _read_errors(call: Any, arg: Any, what: str) -> Any:
+    """``call(arg)`` (or ``call()``) of a :class:`_blockhash.Hasher` that reads: a short read
+    becomes the ``FormatError`` of rule A3, a failed ``pread`` a ``SafeloadLoadIOError``."""
+    try:
+        return call() if arg is None else call(arg)
+    except EOFError:
+        raise _bad("A3", f"{what}: file ended inside the array (changed while read?)") from None
+    except OSError as exc:
+        raise SafeloadLoadIOError(f"reading {what} failed: {exc}") from exc
 
 
 class _HashThread:
@@ -1250,7 +1273,7 @@ def load_parts(
         if src.file is None:
             raise ValueError("mmap_mode needs a local file path")
         mapped = mmap.mmap(src.file.fileno(), 0, access=mmap.ACCESS_READ)
-    arrays, finish = read_arrays(
+    arrays, finish, ready = read_arrays(
         safe,
         data,
         limits,
@@ -1262,7 +1285,7 @@ def load_parts(
     )
     if not mmap_mode:
         _drop_pages(data)  # array headers and small arrays: nothing reads the map any more
-    decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays)
+    decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays, ready)
     out: dict[str, Any] = {"manifest": safe.manifest}
     try:
         for key in keys:

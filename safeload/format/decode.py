@@ -13,6 +13,7 @@ import base64
 import binascii
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -206,10 +207,22 @@ class Decoder:
         Holds the resolved globals, the policy and the limits.
     arrays : list of numpy.ndarray
         Array member ``i`` as ``arrays[i]``.
+    ready : callable, optional
+        ``ready(i)`` returns once the bytes of ``arrays[i]`` are all read (a reader thread
+        fills large members while the graph is decoded, :func:`.archive.read_arrays`), or
+        raises a :class:`~safeload.errors.SafeloadError`.  Called before a member's first use;
+        None: every array is complete.
     """
 
-    def __init__(self, placeholders: list[type], builder: Builder, arrays: list[np.ndarray]):
+    def __init__(
+        self,
+        placeholders: list[type],
+        builder: Builder,
+        arrays: list[np.ndarray],
+        ready: Callable[[int], None] | None = None,
+    ):
         self.placeholders = placeholders
+        self._ready = ready
         self.builder = builder
         self.limits: Limits = builder.limits
         self.arrays = arrays
@@ -615,6 +628,8 @@ class Decoder:
             if self._array_used[index]:
                 raise _bad("G8", "an array member is used by two values (use a reference)")
             self._array_used[index] = True
+            if self._ready is not None:
+                self._ready(index)
             value = self.arrays[index]
         self.slots.append(value)
         return value
@@ -640,10 +655,12 @@ class Decoder:
                 raise _bad("G8", "a pooled 'ndarray' shape is a list of ints >= 0")
             count = self._shapes[key] = math.prod(shape)
         expected = self._pool_next.get(index)
-        if expected is None:
+        if expected is None:  # the pool's first slice: the C walk takes the later ones
             if self._array_used[index] or pool.ndim != 1:
                 raise _bad("G8", "a pool is a 1-d member not otherwise used")
             self._array_used[index] = True
+            if self._ready is not None:
+                self._ready(index)
             expected = 0
         if at != expected or type(at) is not int or at + count > pool.shape[0]:
             raise _bad(
