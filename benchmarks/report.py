@@ -77,6 +77,7 @@ def model_table(name: str, model: dict[str, Any]) -> str:
         "dump s",
         "file MiB",
         "load ΔRSS MiB",
+        "ΔRSS excl. file pages MiB",
         "peak RSS MiB",
         "outputs",
     ]
@@ -106,6 +107,7 @@ def model_table(name: str, model: dict[str, Any]) -> str:
                 _cell(row.get("dump_s"), r.get("dump")) if own_file else "(same file)",
                 _cell(_mib(row.get("size_bytes")), r.get("size")),
                 _cell(row.get("rss_delta_mib"), r.get("rss_delta")),
+                _cell(row.get("rss_private_mib"), r.get("rss_private")),
                 _cell(row.get("rss_peak_mib"), r.get("rss_peak")),
                 _outputs(row),
             ]
@@ -208,8 +210,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Every ratio (×) is to `pickle` protocol 5 measured in the same run (median over rounds "
         "of the per-round ratio). `load ΔRSS` is peak RSS during the load minus the RSS after "
-        "imports, in a fresh process per load; `peak RSS` is absolute. See "
-        "`benchmarks/README.md`.",
+        "imports, in a fresh process per load; `ΔRSS excl. file pages` subtracts the "
+        "file-backed pages the load added (shared-library code run for the first time, mapped "
+        "files); `peak RSS` is absolute. See `benchmarks/README.md`.",
         "",
         "### Load time ÷ pickle",
         "",

@@ -205,8 +205,9 @@ def _aggregate(row: dict[str, Any], dump: dict[str, Any], folder: Path, method: 
     row["load_cpu_s"] = _median([r.get("load_cpu_s") for r in loads]) if ok else None
     per_file = [s for r in loads for s in r.get("member_s", {}).values()]
     row["per_file_s"] = _median(per_file) if ok else None
-    for k in ("rss_base_mib", "rss_peak_mib", "rss_delta_mib"):
-        row[k] = _median([r[k] for r in loads]) if ok else None
+    for k in ("rss_base_mib", "rss_peak_mib", "rss_delta_mib", "rss_private_mib"):
+        values = [r.get(k) for r in loads]
+        row[k] = _median(values) if ok and None not in values else None
     checks = [r.get("correct") for r in loads]
     row["correct"] = None if not checks or None in checks else all(checks)
     row["detail"] = next((r.get("detail") for r in loads if r.get("correct") is False), "")
@@ -227,6 +228,7 @@ def _add_ratios(rows: dict[str, dict[str, Any]]) -> None:
         for key, field in (
             ("load", "load_s"),
             ("rss_delta", "rss_delta_mib"),
+            ("rss_private", "rss_private_mib"),
             ("rss_peak", "rss_peak_mib"),
         ):
             pairs = [
