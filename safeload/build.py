@@ -631,19 +631,34 @@ def construct(
                 )
             return func.__new__(func, *args, **kwargs)
         return func(*args, **kwargs)
-    except SafeloadError:
-        raise
-    except MemoryError as exc:
-        raise LimitExceededError(
-            "max_array_bytes",
-            None,
-            limits.max_array_bytes,
-            f"{_name(pair)} ran out of memory",
-        ) from exc
     except Exception as exc:  # noqa: BLE001 - a trusted callable rejected the data
-        raise FormatError(
-            f"{_name(pair)} failed on the file's arguments: {type(exc).__name__}: {exc}"
-        ) from exc
+        error = construct_error(exc, pair, limits)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def construct_error(exc: BaseException, pair: tuple[str, str], limits: Limits) -> BaseException:
+    """What :func:`construct` raises when the call raised ``exc``: a ``SafeloadError`` (or
+    anything that is not an ``Exception``) as it is, ``MemoryError`` as the
+    ``max_array_bytes`` limit, anything else as a ``FormatError`` naming the callable (also
+    used by the C walk, ``format/_walk.c``, through ``Decoder._obj_error``)."""
+    if isinstance(exc, SafeloadError) or not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, MemoryError):
+        return LimitExceededError(
+            "max_array_bytes", None, limits.max_array_bytes, f"{_name(pair)} ran out of memory"
+        )
+    return FormatError(f"{_name(pair)} failed on the file's arguments: {type(exc).__name__}: {exc}")
+
+
+def state_error(exc: BaseException, name: str) -> BaseException:
+    """What setting a node's state raises when ``__setstate__`` raised ``exc``: a
+    ``SafeloadError`` (or anything that is not an ``Exception``) as it is, anything else as a
+    ``FormatError`` naming the class (``Decoder._set_state``, and the C walk)."""
+    if isinstance(exc, SafeloadError) or not isinstance(exc, Exception):
+        return exc
+    return FormatError(f"restoring the state of {name} failed: {type(exc).__name__}: {exc}")
 
 
 def plain_setstate(cls: Any) -> bool:

@@ -36,3 +36,26 @@ class NoSetstate:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+class Picky(Plain):
+    """A ``__setstate__`` that refuses one value: the first object builds, a later one fails
+    (the later ones take the C walk's path, ``format/_walk.c``)."""
+
+    def __setstate__(self, state: dict) -> None:
+        if state["value"] == "bad":
+            raise ValueError("bad value")
+        super().__setstate__(state)
+
+
+class Exploding(Plain):
+    """``__new__`` works ``budget`` times, then raises ``error``."""
+
+    budget = 1
+    error: BaseException = ValueError("no more")
+
+    def __new__(cls, *args: Any) -> Any:
+        if cls.budget <= 0:
+            raise cls.error
+        cls.budget -= 1
+        return object.__new__(cls)

@@ -286,3 +286,114 @@ def test_a_failing_setstate_is_a_format_error_naming_the_class():
         r"failed: ValueError: no such state",
     ):
         _roundtrip([obj])
+
+
+# The C walk builds plain obj nodes itself once Decoder._node cached their plan (the second
+# node of a class on): the same objects, the same errors as Decoder._plain_node.
+_MORE = [*_TRUSTED, "tests._plainnode.Picky", "tests._plainnode.Exploding"]
+
+
+def _load_both(obj: Any, monkeypatch, prepare=lambda: None) -> list[Any]:
+    """``obj`` round-tripped with the C walk and with the reference (``_walk`` unset): the
+    results, or the errors as ``(type, message)``; also how often Python's _plain_node ran."""
+    data = safeload.dumps(obj, trusted=_MORE)
+    out = []
+    for walk in (decode._walk, None):
+        calls = []
+        real = decode.Decoder._plain_node
+        with monkeypatch.context() as m:
+            m.setattr(decode, "_walk", walk)
+            m.setattr(
+                decode.Decoder,
+                "_plain_node",
+                lambda s, *a, calls=calls, real=real: calls.append(1) or real(s, *a),
+            )
+            prepare()
+            try:
+                out.append((safeload.loads(data, trusted=_MORE), len(calls)))
+            except safeload.SafeloadError as exc:
+                out.append(((type(exc), str(exc)), len(calls)))
+    return out
+
+
+def test_repeated_plain_objects_are_built_by_the_walk_as_by_the_reference(monkeypatch):
+    from tests._plainnode import Other, Plain, Redirecting
+
+    redirected = [object.__new__(Redirecting) for _ in range(3)]
+    for k, r in enumerate(redirected):
+        r.value = k
+    objs = [Plain(k) for k in range(4)] + [Plain([Plain("in")])] + redirected
+    (fast, fast_calls), (ref, ref_calls) = _load_both(objs, monkeypatch)
+    assert ref_calls == 9 and fast_calls == 2  # the C walk: after each class's first node
+    for out in (fast, ref):
+        assert [type(x) for x in out] == [Plain] * 5 + [Other] * 3
+        assert [x.value for x in out[:4]] == [("set", k) for k in range(4)]
+        inner = out[4].value[1][0]
+        assert type(inner) is Plain and inner.value == ("set", "in")
+        assert [x.value for x in out[5:]] == [("set", k) for k in range(3)]
+
+
+def test_shared_and_cyclic_plain_objects_match_the_reference(monkeypatch):
+    from tests._plainnode import Plain
+
+    shared = Plain("s")
+    loop = Plain(None)
+    loop.value = [loop, shared]
+    (fast, _), (ref, _) = _load_both([Plain(0), shared, loop, shared], monkeypatch)
+    for out in (fast, ref):
+        assert out[1] is out[3]
+        assert out[2].value[0] == "set" and out[2].value[1][0] is out[2]
+        assert out[2].value[1][1] is out[1]
+
+
+def test_a_later_failing_setstate_is_the_reference_format_error(monkeypatch):
+    from tests._plainnode import Picky
+
+    objs = [object.__new__(Picky) for _ in range(3)]
+    for obj, value in zip(objs, ["ok", "ok", "bad"], strict=True):
+        obj.value = value
+    (fast, fast_calls), (ref, _) = _load_both(objs, monkeypatch)
+    assert (
+        fast
+        == ref
+        == (
+            FormatError,
+            "restoring the state of tests._plainnode.Picky failed: ValueError: bad value",
+        )
+    )
+    assert fast_calls == 1
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (ValueError("no more"), (FormatError, "failed on the file's arguments: ValueError")),
+        (MemoryError(), (LimitExceededError, "max_array_bytes")),
+    ],
+)
+def test_a_later_failing_new_is_the_reference_error(monkeypatch, error, expected):
+    from tests._plainnode import Exploding
+
+    objs = [object.__new__(Exploding) for _ in range(3)]
+    for obj in objs:
+        obj.value = 1
+
+    def prepare():
+        monkeypatch.setattr(Exploding, "budget", 1)
+        monkeypatch.setattr(Exploding, "error", error)
+
+    (fast, _), (ref, _) = _load_both(objs, monkeypatch, prepare)
+    assert fast == ref
+    assert fast[0] is expected[0] and expected[1] in fast[1]
+
+
+def test_objects_the_walk_builds_are_still_validated():
+    # the second tree takes the C walk's path: builder.finish must queue it for validation
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.random.default_rng(0).random((40, 3))
+    y = (X[:, 0] > 0.5).astype(int)
+    trees = [DecisionTreeClassifier(max_depth=2).fit(X, y) for _ in range(2)]
+    trees[1].n_features_in_ = 2  # predict would index X[:, 2] past a 2-column input
+    with pytest.raises(safeload.ValidationError, match="n_features_in_"):
+        safeload.loads(safeload.dumps(trees))

@@ -4,8 +4,9 @@
  * and for decoder subclasses).
  *
  *   Walker(decoder, dispatch, atoms, ndarray_keys, max_depth, max_items, error)
- *       decoder   the Python Decoder; its slots, arrays, _sizes, _shapes and _pool_next are
- *                 read once here and must not be rebound while the walker lives.
+ *       decoder   the Python Decoder; its slots, arrays, _sizes, _shapes, _pool_next, _plans,
+ *                 builder.finish, _pooled, _set_state and _obj_error are read once here and
+ *                 must not be rebound while the walker lives.
  *       dispatch  tag -> (handler, allowed keys): Decoder's _dispatch_table.
  *       error     error(kind, *args) raises the reference's exception for `kind` (so the
  *                 messages live in one place, decode.py).
@@ -16,8 +17,11 @@
  *   Walker.release()                   drop every reference (the decoder holds the walker).
  *
  * What runs here: JSON atoms, lists, tagged values' key/depth/count bookkeeping, the
- * {"$": "dict", "v": {...}} form and pooled "ndarray" slices whose shape and pool were seen
- * before (Decoder._pooled fills both caches on first use).  Every other tag calls its Python
+ * {"$": "dict", "v": {...}} form, pooled "ndarray" slices whose shape and pool were seen
+ * before (Decoder._pooled fills both caches on first use), and {"$": "obj", "g", "state"}
+ * nodes of a global whose plan Decoder._node made and found plain (Decoder._plain_node:
+ * cls.__new__(cls), the state decoded, __setstate__, builder.finish; errors mapped by
+ * Decoder._obj_error, a __new__ returning another type handed to Decoder._set_state).  Every other tag calls its Python
  * handler with the same arguments the reference passes; anything unusual about a pooled
  * slice calls Decoder._pooled, which checks it and names the problem.  The item count, the
  * slot table and the shared-value sizes change exactly as in the reference, so a graph
@@ -38,6 +42,8 @@ typedef struct {
     PyObject *decoder, *dispatch, *atoms, *ndarray_keys, *error;
     PyObject *slots, *arrays, *sizes, *shapes, *pool_next;
     PyObject *pooled;    /* bound Decoder._pooled */
+    PyObject *plans, *in_progress, *obj_error, *set_state, *finish; /* for plain obj nodes */
+    PyObject *str_obj, *str_g, *str_state, *str_new, *str_setstate;
     PyObject *str_tag, *str_i, *str_at, *str_shape, *str_order, *str_v, *str_reshape;
     PyObject *str_ndarray, *str_dict, *str_C, *str_F, *kw_order;
     long long items, max_items;
@@ -257,6 +263,100 @@ static PyObject *dec_ndarray_inline(Walker *w, PyObject *v, PyObject *index, Py_
     return value;
 }
 
+/* Decoder._obj_error(stage, exc, name, pair) with the exception set now: it raises the
+ * reference's error for it (construct's or _set_state's mapping). */
+static void obj_error(Walker *w, const char *stage, PyObject *name, PyObject *pair) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value) PyException_SetTraceback(value, tb);
+    PyObject *s = PyUnicode_FromString(stage);
+    PyObject *r = NULL;
+    if (s) {
+        PyObject *args[5] = {NULL, s, value ? value : Py_None, name, pair};
+        r = PyObject_Vectorcall(w->obj_error, args + 1, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(s);
+    }
+    Py_XDECREF(r);
+    if (!PyErr_Occurred()) { /* the hook returned: the original error stands */
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* {"$": "obj", "g", "state"} whose plan Decoder._node cached as plain: Decoder._plain_node.
+ * `depth` is the handler's (the node's + 1).  NULL with no exception set means "not this
+ * case" (nothing done yet): the caller calls the Python handler. */
+static PyObject *fast_obj(Walker *w, PyObject *v, Py_ssize_t depth) {
+    if (PyDict_GET_SIZE(v) != 3) return NULL;
+    PyObject *g = PyDict_GetItemWithError(v, w->str_g);
+    if (!g || !PyLong_CheckExact(g)) return NULL;
+    PyObject *state = PyDict_GetItemWithError(v, w->str_state);
+    if (!state) return NULL;
+    PyObject *key = PyTuple_Pack(2, g, w->str_obj);
+    if (!key) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(w->plans, key);
+    Py_DECREF(key);
+    if (!entry || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
+        PyTuple_GET_ITEM(entry, 3) != Py_True)
+        return NULL;
+    PyObject *plan = PyTuple_GET_ITEM(entry, 0);
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 3 ||
+        !PyType_Check(PyTuple_GET_ITEM(plan, 0)))
+        return NULL;
+    /* the fast case from here on: every failure sets an exception */
+    Py_INCREF(entry);
+    Py_INCREF(state);
+    PyObject *cls = PyTuple_GET_ITEM(plan, 0), *pair = PyTuple_GET_ITEM(plan, 1);
+    PyObject *name = PyTuple_GET_ITEM(entry, 2), *result = NULL, *r;
+    Py_ssize_t slot = PyList_GET_SIZE(w->slots);
+    if (PyList_Append(w->slots, w->in_progress) < 0) goto done;
+    result = PyObject_CallMethodOneArg(cls, w->str_new, cls); /* construct(..., "new") */
+    if (!result) {
+        obj_error(w, "new", name, pair);
+        goto done;
+    }
+    if (slot >= PyList_GET_SIZE(w->slots)) {
+        PyErr_SetString(PyExc_RuntimeError, "the slot table shrank during the walk");
+        goto fail;
+    }
+    Py_INCREF(result);
+    PyList_SetItem(w->slots, slot, result);
+    if (Py_TYPE(result) != (PyTypeObject *)cls) { /* the general BUILD: Decoder._set_state */
+        PyObject *d = PyLong_FromSsize_t(depth);
+        if (!d) goto fail;
+        PyObject *args[6] = {NULL, result, state, d, name, cls};
+        r = PyObject_Vectorcall(w->set_state, args + 1, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(d);
+        if (!r) goto fail;
+        Py_DECREF(r);
+    } else {
+        PyObject *st = is_atom(w, state) ? (Py_INCREF(state), state) : walker_dec(w, state, depth);
+        if (!st) goto fail;
+        r = PyObject_CallMethodOneArg(result, w->str_setstate, st);
+        Py_DECREF(st);
+        if (!r) {
+            obj_error(w, "state", name, pair);
+            goto fail;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *args[3] = {NULL, result, pair};
+    r = PyObject_Vectorcall(w->finish, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (!r) goto fail;
+    Py_DECREF(r);
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    Py_DECREF(state);
+    Py_DECREF(entry);
+    return result;
+}
+
 static PyObject *dec_tagged(Walker *w, PyObject *v, Py_ssize_t depth) {
     if (too_deep(w, depth)) return NULL;
     PyObject *tag = PyDict_GetItemWithError(v, w->str_tag);
@@ -307,13 +407,14 @@ static PyObject *dec_tagged(Walker *w, PyObject *v, Py_ssize_t depth) {
     } else if (PyErr_Occurred()) {
         result = NULL;
     } else {
-        PyObject *d = PyLong_FromSsize_t(depth + 1);
-        if (d) {
-            PyObject *args[3] = {w->decoder, v, d};
-            result = PyObject_Vectorcall(handler, args, 3, NULL);
-            Py_DECREF(d);
-        } else {
-            result = NULL;
+        result = PyUnicode_Compare(tag, w->str_obj) == 0 ? fast_obj(w, v, depth + 1) : NULL;
+        if (!result && !PyErr_Occurred()) {
+            PyObject *d = PyLong_FromSsize_t(depth + 1);
+            if (d) {
+                PyObject *args[3] = {w->decoder, v, d};
+                result = PyObject_Vectorcall(handler, args, 3, NULL);
+                Py_DECREF(d);
+            }
         }
     }
     Py_DECREF(handler);
@@ -377,6 +478,11 @@ static int Walker_clear(Walker *w) {
     Py_CLEAR(w->shapes);
     Py_CLEAR(w->pool_next);
     Py_CLEAR(w->pooled);
+    Py_CLEAR(w->plans);
+    Py_CLEAR(w->in_progress);
+    Py_CLEAR(w->obj_error);
+    Py_CLEAR(w->set_state);
+    Py_CLEAR(w->finish);
     return 0;
 }
 
@@ -398,6 +504,11 @@ static int Walker_traverse(Walker *w, visitproc visit, void *arg) {
     Py_VISIT(w->shapes);
     Py_VISIT(w->pool_next);
     Py_VISIT(w->pooled);
+    Py_VISIT(w->plans);
+    Py_VISIT(w->in_progress);
+    Py_VISIT(w->obj_error);
+    Py_VISIT(w->set_state);
+    Py_VISIT(w->finish);
     return 0;
 }
 
@@ -416,6 +527,11 @@ static void Walker_dealloc(Walker *w) {
     Py_XDECREF(w->str_C);
     Py_XDECREF(w->str_F);
     Py_XDECREF(w->kw_order);
+    Py_XDECREF(w->str_obj);
+    Py_XDECREF(w->str_g);
+    Py_XDECREF(w->str_state);
+    Py_XDECREF(w->str_new);
+    Py_XDECREF(w->str_setstate);
     Py_TYPE(w)->tp_free((PyObject *)w);
 }
 
@@ -461,6 +577,15 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     if (!(w->shapes = attr_of(decoder, "_shapes", &PyDict_Type))) return -1;
     if (!(w->pool_next = attr_of(decoder, "_pool_next", &PyDict_Type))) return -1;
     if (!(w->pooled = attr_of(decoder, "_pooled", NULL))) return -1;
+    if (!(w->plans = attr_of(decoder, "_plans", &PyDict_Type))) return -1;
+    if (!(w->in_progress = attr_of(decoder, "_in_progress", NULL))) return -1;
+    if (!(w->obj_error = attr_of(decoder, "_obj_error", NULL))) return -1;
+    if (!(w->set_state = attr_of(decoder, "_set_state", NULL))) return -1;
+    PyObject *builder = attr_of(decoder, "builder", NULL);
+    if (!builder) return -1;
+    w->finish = attr_of(builder, "finish", NULL);
+    Py_DECREF(builder);
+    if (!w->finish) return -1;
 #define INTERN(field, text) \
     if (!w->field && !(w->field = PyUnicode_InternFromString(text))) return -1
     INTERN(str_tag, "$");
@@ -474,6 +599,11 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     INTERN(str_dict, "dict");
     INTERN(str_C, "C");
     INTERN(str_F, "F");
+    INTERN(str_obj, "obj");
+    INTERN(str_g, "g");
+    INTERN(str_state, "state");
+    INTERN(str_new, "__new__");
+    INTERN(str_setstate, "__setstate__");
 #undef INTERN
     if (!w->kw_order && !(w->kw_order = Py_BuildValue("(O)", w->str_order))) return -1;
     return 0;

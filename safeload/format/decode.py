@@ -20,7 +20,7 @@ import numpy as np
 
 from .._hashing import collision_probes
 from ..audit import audit
-from ..build import Builder, _apply_build, construct, plain_setstate
+from ..build import Builder, _apply_build, construct, construct_error, plain_setstate, state_error
 from ..constraints import _class_call_without_arguments
 from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from ..graph import ParseContext
@@ -213,6 +213,8 @@ class Decoder:
         raises a :class:`~safeload.errors.SafeloadError`.  Called before a member's first use;
         None: every array is complete.
     """
+
+    _in_progress = _IN_PROGRESS  # for the C walk: a slot whose value is being built
 
     def __init__(
         self,
@@ -805,12 +807,23 @@ class Decoder:
                 result.__setstate__(state)
             else:
                 _apply_build(result, state, name)
-        except SafeloadError:
-            raise
         except Exception as exc:  # noqa: BLE001 - mirrors Builder._apply_ops
-            raise FormatError(
-                f"restoring the state of {name} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            error = state_error(exc, name)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _obj_error(self, stage: str, exc: BaseException, name: str, pair: tuple) -> None:
+        """Raise what :meth:`_plain_node` raises when ``cls.__new__`` (``stage="new"``) or
+        ``__setstate__`` (``"state"``) raised ``exc``, for the C walk (``_walk.c``), which
+        builds those nodes itself once :meth:`_node` found their plan plain."""
+        if stage == "new":
+            error = construct_error(exc, pair, self.limits)
+        else:
+            error = state_error(exc, name)
+        if error is exc:
+            raise exc
+        raise error from exc
 
 
 def _extend(obj: Any, items: list, name: str) -> None:
