@@ -180,3 +180,57 @@ def test_no_reader_thread_or_descriptor_outlives_a_load(forest_file):
         safeload.load(path)
     assert len(os.listdir("/proc/self/fd")) == fds
     assert threading.active_count() == threads
+
+
+def test_ready_waits_for_every_block_of_a_member_not_only_its_last(tmp_path):
+    # review 6: Hasher.wait(k) also reads blocks on the waiting thread, so a member's short
+    # last block can be read (and wait() return) while the reader thread still fills an
+    # earlier block; the decoder then handed a half-read member to __setstate__ (zeros where
+    # the bytes had not landed) and the load passed its hash check.  ready(i) must wait for
+    # each job of member i.
+    from . import _safezip as z
+    from ._hostilenode import NAMES
+
+    pool = np.arange((1 << 20) // 8 + 10, dtype="<f8") + 7  # 2 blocks, the last 208 bytes
+    base = safeload.dumps([pool, np.arange(3 << 17, dtype="<f8")])
+    copying = NAMES.index("tests._hostilenode.Copying")
+
+    def graph(doc):
+        doc["globals"] = [n.rsplit(".", 1) for n in NAMES]
+        doc["root"] = [
+            {"$": "obj", "g": copying, "state": {"$": "dict", "v": {"a": 1}}},
+            {"$": "obj", "g": copying, "state": {"$": "ndarray", "i": 0, "at": 0, "shape": [pool.size]}},
+            {"$": "ndarray", "i": 1},
+        ]
+
+    path = tmp_path / "pool.safeload"
+    path.write_bytes(z.edit(base, graph=graph))
+    for _ in range(40):
+        out = safeload.load(path, trusted=NAMES)
+        np.testing.assert_array_equal(out[1].state, pool)  # the copy __setstate__ took
+
+
+def test_ready_waits_for_each_job_of_a_blocked_member(monkeypatch):
+    calls = []
+    real = archive._blockhash.Hasher
+
+    class Recording:
+        def __init__(self):
+            self._h = real()
+
+        def wait(self, k):
+            calls.append(k)
+            return self._h.wait(k)
+
+        def __getattr__(self, name):
+            return getattr(self._h, name)
+
+    monkeypatch.setattr(archive._blockhash, "Hasher", Recording)
+    big = np.arange(3 << 17, dtype="<f8")  # 3 MiB + header: 4 blocks
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "big.safeload")
+        safeload.dump(big, path)
+        np.testing.assert_array_equal(safeload.load(path), big)
+    assert calls == [0, 1, 2, 3]

@@ -803,7 +803,10 @@ def read_arrays(
     # hashed after the loop, together, on one thread when they are large enough
     in_memory = not isinstance(data, mmap.mmap)
     deferred: list[tuple[str, int, int, bool]] = []
-    waits: dict[int, int] = {}  # member index -> the Hasher job that reads its last block
+    # member index -> every Hasher job that reads part of it: each must be waited for, since
+    # the decoder's wait() reads blocks too, so a member's last block can be done before an
+    # earlier one the reader thread still has in hand
+    waits: dict[int, list[int]] = {}
     job: _HashThread | None = None
     # the file's own buffer, read once: its array members are used in place (a second copy
     # costs as much again in page faults), unless that would keep much more than the arrays
@@ -869,11 +872,11 @@ def read_arrays(
                         ids = [fast.read(at, header, raw[:end])]
                         for pos in range(end, nbytes, BLOCK_SIZE):
                             ids.append(fast.read(at + pos, b"", raw[pos : pos + BLOCK_SIZE]))
-                        waits[i] = ids[-1]
+                        waits[i] = ids
                         pending.append((name, _Later(ids)))
                     else:
-                        waits[i] = fast.read(at, header, raw)
-                        pending.append((name, _Later(waits[i])))
+                        waits[i] = [fast.read(at, header, raw)]
+                        pending.append((name, _Later(waits[i][0])))
                 elif blocked and hl < BLOCK_SIZE:
                     # block k is hashed on the worker while block k + 1 is read
                     if blocks is None:
@@ -948,8 +951,7 @@ def read_arrays(
             view.release()
 
     def ready(i: int) -> None:
-        k = waits.get(i)
-        if k is not None:
+        for k in waits.get(i, ()):  # all of its jobs: they may finish in any order
             _read_errors(fast.wait, k, array_member(i))
 
     def finish() -> None:
