@@ -203,3 +203,24 @@ def test_read_needs_a_file_a_writable_buffer_and_an_open_hasher(datafile):
         hasher.read(0, b"", bytearray(10))
     with pytest.raises(ValueError):
         _blockhash.Hasher().set_file(-1)
+
+
+def test_the_hashers_descriptor_is_not_inherited_by_child_processes(tmp_path):
+    # review 6: set_file() used dup(), whose copy is inheritable: a process another thread
+    # starts during a load (os.system, close_fds=False) kept the model file open
+    import os
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    with open(path, "rb") as fh:
+        hasher = _blockhash.Hasher()
+        hasher.set_file(fh.fileno())
+        ours = [
+            fd
+            for fd in range(3, 1024)
+            if fd != fh.fileno() and os.path.exists(f"/proc/self/fd/{fd}")
+            and os.path.realpath(f"/proc/self/fd/{fd}") == str(path.resolve())
+        ]
+        assert len(ours) == 1
+        assert not os.get_inheritable(ours[0])
+        hasher.join()

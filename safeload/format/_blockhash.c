@@ -12,8 +12,8 @@
  *       cache, and both cores hash); otherwise it goes to the worker, which starts on the
  *       first add and never takes the GIL.
  *   Hasher.set_file(fd)
- *       Keep a duplicate of the file descriptor `fd` (closed when the hasher finishes) for
- *       read(); once per hasher.
+ *       Keep a duplicate of the file descriptor `fd` (close-on-exec; closed when the hasher
+ *       finishes) for read(); once per hasher.
  *   Hasher.read(offset, head, buffer) -> int
  *       Queue a pread of len(buffer) bytes at `offset` of that file into `buffer` (a writable
  *       C-contiguous buffer), then SHA-256(head + buffer) as add() does.  A reader thread
@@ -41,6 +41,7 @@
 #include <Python.h>
 #include <openssl/evp.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
@@ -358,7 +359,9 @@ static PyObject *Hasher_set_file(Hasher *h, PyObject *arg) {
         PyErr_SetString(PyExc_RuntimeError, "set_file() once, before join()");
         return NULL;
     }
-    int own = dup(fd);
+    /* close-on-exec, as Python's own descriptors (PEP 446): a process another thread starts
+     * during the load must not inherit the model file */
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0) return PyErr_SetFromErrno(PyExc_OSError);
     h->fd = own;
     Py_RETURN_NONE;
