@@ -105,5 +105,15 @@ class Copying(P):
 
 NAMES = [
     f"tests._hostilenode.{n}"
-    for n in ("P", "Q", "Mutating", "Raising", "NewOther", "NewInt", "NewClass", "NewSub", "Copying")
+    for n in (
+        "P",
+        "Q",
+        "Mutating",
+        "Raising",
+        "NewOther",
+        "NewInt",
+        "NewClass",
+        "NewSub",
+        "Copying",
+    )
 ]

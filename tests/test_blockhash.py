@@ -218,7 +218,8 @@ def test_the_hashers_descriptor_is_not_inherited_by_child_processes(tmp_path):
         ours = [
             fd
             for fd in range(3, 1024)
-            if fd != fh.fileno() and os.path.exists(f"/proc/self/fd/{fd}")
+            if fd != fh.fileno()
+            and os.path.exists(f"/proc/self/fd/{fd}")
             and os.path.realpath(f"/proc/self/fd/{fd}") == str(path.resolve())
         ]
         assert len(ours) == 1

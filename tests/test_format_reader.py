@@ -199,7 +199,11 @@ def test_ready_waits_for_every_block_of_a_member_not_only_its_last(tmp_path):
         doc["globals"] = [n.rsplit(".", 1) for n in NAMES]
         doc["root"] = [
             {"$": "obj", "g": copying, "state": {"$": "dict", "v": {"a": 1}}},
-            {"$": "obj", "g": copying, "state": {"$": "ndarray", "i": 0, "at": 0, "shape": [pool.size]}},
+            {
+                "$": "obj",
+                "g": copying,
+                "state": {"$": "ndarray", "i": 0, "at": 0, "shape": [pool.size]},
+            },
             {"$": "ndarray", "i": 1},
         ]
 

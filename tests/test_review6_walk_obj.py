@@ -78,21 +78,33 @@ def _values(children: st.SearchStrategy) -> st.SearchStrategy:
     keys = st.sampled_from(["a", "r", "m", "z"])
     return st.one_of(
         st.lists(children, max_size=4),
-        st.fixed_dictionaries({"$": st.just("dict"), "v": st.dictionaries(keys, children, max_size=3)}),
+        st.fixed_dictionaries(
+            {"$": st.just("dict"), "v": st.dictionaries(keys, children, max_size=3)}
+        ),
         st.fixed_dictionaries({"$": st.just("tuple"), "v": st.lists(children, max_size=3)}),
         st.fixed_dictionaries({"$": st.just("ref"), "id": st.integers(0, 8)}),
         st.fixed_dictionaries({"$": st.just("obj"), "g": _g, "state": children}),
         st.fixed_dictionaries({"$": st.just("obj"), "g": _g, "state": children}),
         st.fixed_dictionaries({"$": st.just("obj"), "g": _g, "state": children}),
-        st.lists(st.fixed_dictionaries({"$": st.just("obj"), "g": _g, "state": children}), min_size=2, max_size=4),
+        st.lists(
+            st.fixed_dictionaries({"$": st.just("obj"), "g": _g, "state": children}),
+            min_size=2,
+            max_size=4,
+        ),
         # rarer: hostile forms next to plain ones (bad g, args/items, unknown keys, refs past the end)
         st.one_of(
             st.fixed_dictionaries({"$": st.just("obj"), "g": _bad_g, "state": children}),
             st.fixed_dictionaries(
                 {"$": st.just("obj"), "g": _g},
-                optional={"state": children, "args": st.just([]), "items": st.lists(children, max_size=2)},
+                optional={
+                    "state": children,
+                    "args": st.just([]),
+                    "items": st.lists(children, max_size=2),
+                },
             ),
-            st.fixed_dictionaries({"$": st.just("obj"), "g": _g, "state": children, "x": st.just(1)}),
+            st.fixed_dictionaries(
+                {"$": st.just("obj"), "g": _g, "state": children, "x": st.just(1)}
+            ),
             st.fixed_dictionaries({"$": st.just("ref"), "id": st.integers(-1, 40)}),
         ),
     )
@@ -118,5 +130,10 @@ def test_plain_obj_nodes_agree_with_the_reference(graph, max_depth, max_items):
         else:
             assert fast[0] == ref[0]
             # nothing but a SafeloadError leaves a decode
-            assert fast[0][0] in {"FormatError", "LimitExceededError", "ForbiddenOperationError", "ValidationError"}, fast[0]
+            assert fast[0][0] in {
+                "FormatError",
+                "LimitExceededError",
+                "ForbiddenOperationError",
+                "ValidationError",
+            }, fast[0]
         assert fast[1:] == ref[1:]
