@@ -238,3 +238,60 @@ def test_ready_waits_for_each_job_of_a_blocked_member(monkeypatch):
         safeload.dump(big, path)
         np.testing.assert_array_equal(safeload.load(path), big)
     assert calls == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("method", "raised", "expected", "text"),
+    [
+        ("join", RuntimeError("OpenSSL SHA-256 failed"), "SafeloadLoadIOError", "OpenSSL"),
+        ("join", MemoryError(), "LimitExceededError", "max_total_array_bytes"),
+        ("wait", RuntimeError("OpenSSL SHA-256 failed"), "SafeloadLoadIOError", "OpenSSL"),
+        ("wait", MemoryError(), "LimitExceededError", "max_total_array_bytes"),
+        ("read", MemoryError(), "LimitExceededError", "max_total_array_bytes"),
+        ("wait", OSError(5, "Input/output error"), "SafeloadLoadIOError", "Input/output"),
+        ("wait", EOFError(), "FormatError", "A3"),
+    ],
+)
+def test_every_failure_of_the_reader_leaves_a_load_as_a_safeload_error(
+    forest_file, monkeypatch, method, raised, expected, text
+):
+    # review 6: an OpenSSL failure (RuntimeError) or an allocation failing (MemoryError)
+    # inside the C hasher escaped the load as themselves, not as a SafeloadError
+    path, _, _ = forest_file
+    real = archive._blockhash.Hasher
+
+    class Failing:
+        def __init__(self):
+            self._h = real()
+
+        def __getattr__(self, name):
+            if name != method:
+                return getattr(self._h, name)
+
+            def fail(*args):
+                getattr(self._h, name)(*args)  # the real work first: threads end cleanly
+                raise raised
+
+            return fail
+
+    monkeypatch.setattr(archive._blockhash, "Hasher", Failing)
+    with pytest.raises(safeload.SafeloadError) as info:
+        safeload.load(path)
+    assert type(info.value).__name__ == expected
+    assert text in str(info.value)
+
+
+def test_an_array_numpy_cannot_allocate_is_the_total_array_limit(forest_file, monkeypatch):
+    path, _, _ = forest_file
+    real = np.empty
+
+    def empty(shape, *args, **kwargs):
+        if np.prod(shape) * np.dtype(kwargs.get("dtype", float)).itemsize >= 64 << 10:
+            raise MemoryError
+        return real(shape, *args, **kwargs)
+
+    monkeypatch.setattr(archive.np, "empty", empty)
+    with pytest.raises(safeload.LimitExceededError) as info:
+        safeload.load(path)
+    assert info.value.limit == "max_total_array_bytes"
+    assert info.value.allowed == Limits().max_total_array_bytes

@@ -952,13 +952,15 @@ def read_arrays(
 
     def ready(i: int) -> None:
         for k in waits.get(i, ()):  # all of its jobs: they may finish in any order
-            _read_errors(fast.wait, k, array_member(i))
+            _read_errors(fast.wait, k, array_member(i), limits)
 
     def finish() -> None:
         try:
             if blocks is not None:
                 blocks.finish()  # fills in the block lists of pending
-            done = _read_errors(fast.join, None, "an array member") if fast is not None else []
+            done = (
+                _read_errors(fast.join, None, "an array member", limits) if fast is not None else []
+            )
             bad = []
             for name, found in pending:
                 if found is None:
@@ -982,15 +984,30 @@ def read_arrays(
     return out, finish, (ready if waits else None)
 
 
-def _read_errors(call: Any, arg: Any, what: str) -> Any:
+def _read_errors(call: Any, arg: Any, what: str, limits: Limits) -> Any:
     """``call(arg)`` (or ``call()``) of a :class:`_blockhash.Hasher` that reads: a short read
-    becomes the ``FormatError`` of rule A3, a failed ``pread`` a ``SafeloadLoadIOError``."""
+    becomes the ``FormatError`` of rule A3, a failed ``pread`` or a failed OpenSSL digest
+    (``RuntimeError``) a ``SafeloadLoadIOError``, running out of memory the
+    ``max_total_array_bytes`` limit: nothing but a ``SafeloadError`` leaves a load."""
     try:
         return call() if arg is None else call(arg)
     except EOFError:
         raise _bad("A3", f"{what}: file ended inside the array (changed while read?)") from None
     except OSError as exc:
         raise SafeloadLoadIOError(f"reading {what} failed: {exc}") from exc
+    except RuntimeError as exc:
+        raise SafeloadLoadIOError(f"hashing {what} failed: {exc}") from exc
+    except MemoryError as exc:
+        raise _out_of_memory(what, limits) from exc
+
+
+def _out_of_memory(what: str, limits: Limits) -> LimitExceededError:
+    return LimitExceededError(
+        "max_total_array_bytes",
+        None,
+        limits.max_total_array_bytes,
+        f"{what}: ran out of memory reading the arrays",
+    )
 
 
 class _HashThread:
@@ -1275,16 +1292,19 @@ def load_parts(
         if src.file is None:
             raise ValueError("mmap_mode needs a local file path")
         mapped = mmap.mmap(src.file.fileno(), 0, access=mmap.ACCESS_READ)
-    arrays, finish, ready = read_arrays(
-        safe,
-        data,
-        limits,
-        verify=check_arrays,
-        mmap_mode=mmap_mode,
-        file=src.file,
-        mapped=mapped,
-        private=private,
-    )
+    try:
+        arrays, finish, ready = read_arrays(
+            safe,
+            data,
+            limits,
+            verify=check_arrays,
+            mmap_mode=mmap_mode,
+            file=src.file,
+            mapped=mapped,
+            private=private,
+        )
+    except MemoryError as exc:  # an array (or a reader job) within the limits, but not in RAM
+        raise _out_of_memory("an array member", limits) from exc
     if not mmap_mode:
         _drop_pages(data)  # array headers and small arrays: nothing reads the map any more
     decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays, ready)
