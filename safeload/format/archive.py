@@ -18,6 +18,7 @@ import math
 import mmap
 import os
 import re
+import sys
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from ..errors import FormatError, IntegrityError, LimitExceededError
 from ..limits import Limits
 from ..policy import Policy
 from ..source import SafeloadLoadIOError, Source
-from .decode import Decoder, decode_globals
+from .decode import MAX_NESTING, Decoder, decode_globals
 from .digest import BLOCK_SIZE, MemberHash, block_count, digest, expected, uses_blocks
 from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
@@ -390,6 +391,8 @@ def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         # parsed JSON holds no reference cycles, so the collector has nothing to find in it;
         # left on, a graph's thousands of containers trigger collections of the whole heap
+        if sys.getrecursionlimit() > _JSON_SAFE_RECURSION:
+            _check_json_nesting(text, name)
         gc.disable()
         return (_STRICT_JSON if strict_keys else _JSON).decode(text)
     except FormatError:
@@ -406,6 +409,38 @@ def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
     finally:
         if gc_was_on:
             gc.enable()
+
+
+#: json's C scanner recurses on the C stack (about 100 bytes a level) and stops only at
+#: Python's recursion limit; a value nests at most 3 JSON levels (a dict of pairs:
+#: ``{"$": "dict", "items": [[k, v]]}``), so no file the decoder accepts is deeper than this,
+#: and it stays under 1 MiB of stack
+_JSON_SAFE_RECURSION = 3 * MAX_NESTING
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _check_json_nesting(text: str, name: str) -> None:
+    """Refuse JSON nested deeper than ``_JSON_SAFE_RECURSION`` before ``json`` parses it.
+
+    Only needed where the application raised Python's recursion limit above that (scikit-learn
+    users do, to pickle deep trees): ``json.loads`` would then recurse until the C stack
+    overflows (a crash) instead of raising ``RecursionError``.  Strings are removed first, as
+    JSON reads them (RFC 8259 §7), so their brackets do not count; up to the first place the
+    two disagree the text is invalid JSON anyway, which the parser refuses there.
+
+    Raises
+    ------
+    LimitExceededError
+        ``max_depth``, when the nesting is deeper.
+    """
+    bare = _JSON_STRING.sub('""', text).encode("utf-8", "surrogatepass")
+    codes = np.frombuffer(bare, np.uint8)
+    step = (np.isin(codes, (0x5B, 0x7B)).astype(np.int32)) - np.isin(codes, (0x5D, 0x7D))
+    deepest = int(np.cumsum(step, dtype=np.int32).max(initial=0))
+    if deepest > _JSON_SAFE_RECURSION:
+        raise LimitExceededError(
+            "max_depth", deepest, _JSON_SAFE_RECURSION, f"JSON nesting of {name}"
+        )
 
 
 def _no_constant(name: str) -> Any:

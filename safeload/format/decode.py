@@ -44,6 +44,11 @@ _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _MAX_DIM = np.iinfo(np.intp).max
 #: a vocabulary's values become Python ints this many at a time (rule G4's ``vi`` form)
 _VI_SLICE = 4096
+#: deepest nesting decoded whatever ``Limits.max_depth`` says: the C walk recurses on the C
+#: stack, up to about 300 bytes a level, so 2,000 levels stay under 1 MiB even where the
+#: application raised Python's recursion limit (which then no longer protects the stack;
+#: CPython 3.12 caps its own C recursion the same way, ``Py_C_RECURSION_LIMIT``)
+MAX_NESTING = 2000
 _NDARRAY_KEYS = frozenset({"$", "i", "at", "shape", "order"})
 _ITEMS_WHAT = (
     "values and container items of graph.json, shared references counted each time (a "
@@ -234,7 +239,7 @@ class Decoder:
         self._plans: dict[tuple[int, str], tuple[Any, str, str]] = {}
         self._shapes: dict[tuple, int] = {}
         self._pool_next: dict[int, int] = {}
-        self._max_depth = self.limits.max_depth
+        self._max_depth = min(self.limits.max_depth, MAX_NESTING)
         self._max_items = self.limits.max_items
         self.items = 0
         self._sizes: dict[int, int] = {}

@@ -1,0 +1,103 @@
+"""Deep nesting in a safe-format file where the application raised Python's recursion limit.
+
+Review 6: with ``sys.setrecursionlimit`` raised (scikit-learn users do, to pickle deep trees)
+and ``max_depth`` raised, 150,000 nested levels overflowed the C stack, in ``json``'s scanner
+and in the C walk (``format/_walk.c``): a crash, not a ``SafeloadError``.  Both now stop at a
+fixed ceiling (``docs/FORMAT.md`` §6).  Each load runs in a child process, where a crash is a
+failed assertion.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import safeload
+from safeload.format import archive
+from safeload.format.decode import MAX_NESTING
+
+from . import _safezip as sz
+
+_SCRIPT = """
+import sys, threading
+sys.setrecursionlimit(10**7)
+import safeload
+data = open(sys.argv[1], "rb").read()
+limits = safeload.Limits(max_depth=10**8, max_items=10**9)
+def run():
+    try:
+        safeload.loads(data, limits=limits)
+    except safeload.LimitExceededError as exc:
+        print("refused", exc.limit, exc.allowed)
+    except safeload.SafeloadError as exc:
+        print("refused", type(exc).__name__)
+    else:
+        print("loaded")
+threading.stack_size(int(sys.argv[2]))
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+"""
+
+
+def _with_graph(text: str) -> bytes:
+    """The empty list's file with ``graph.json`` replaced by ``text`` (hashes recomputed)."""
+    return sz.edit(safeload.dumps([]), members=lambda t: t.update({sz.GRAPH: text.encode()}))
+
+
+def _graph(root: str) -> str:
+    return '{"globals": [], "dtypes": [], "arrays": [], "root": ' + root + "}"
+
+
+def _load_in_child(tmp_path, data: bytes, stack: int = 8 << 20) -> str:
+    path = tmp_path / "deep.safeload"
+    path.write_bytes(data)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_SCRIPT), str(path), str(stack)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    return proc.stdout.strip()
+
+
+def test_json_nested_past_the_c_stack_is_refused_before_it_is_parsed(tmp_path):
+    n = 150_000  # json's scanner overflowed an 8 MiB stack at about 80,000
+    out = _load_in_child(tmp_path, _with_graph(_graph("[" * n + "1" + "]" * n)))
+    assert out == f"refused max_depth {archive._JSON_SAFE_RECURSION}"
+
+
+def test_brackets_inside_json_strings_do_not_count_as_nesting(tmp_path):
+    text = '"' + "[{" * 30_000 + '\\"' + '"'  # one string holding 60,000 brackets
+    out = _load_in_child(tmp_path, _with_graph(_graph("[" + text + "]")))
+    assert out == "loaded"
+
+
+@pytest.mark.parametrize(
+    ("levels", "expected"),
+    [
+        (900, "loaded"),
+        (1100, f"refused max_depth {MAX_NESTING}"),  # 2,200 levels of values: the C walk's cap
+        (6000, f"refused max_depth {3 * MAX_NESTING}"),  # 18,000 of JSON: crashed json before
+    ],
+)
+def test_values_nest_at_most_max_nesting_levels_whatever_max_depth_says(tmp_path, levels, expected):
+    # each level is two values (a dict tag, the list in it) and three JSON levels; in a thread
+    # with a 1 MiB stack, as some applications run their loads
+    node = "1"
+    for _ in range(levels):
+        node = '{"$": "dict", "v": {"a": [' + node + "]}}"
+    assert _load_in_child(tmp_path, _with_graph(_graph(node)), stack=1 << 20) == expected
+
+
+def test_the_json_check_finds_the_deepest_point():
+    top = archive._JSON_SAFE_RECURSION
+    assert top == 6000
+    archive._check_json_nesting("[" * top + "]" * top, "graph.json")  # at the ceiling
+    with pytest.raises(safeload.LimitExceededError) as info:
+        archive._check_json_nesting('{"a": ' + "[" * top + "]" * top + "}", "graph.json")
+    assert info.value.actual == top + 1
