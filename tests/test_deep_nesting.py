@@ -9,11 +9,14 @@ failed assertion.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import safeload
 from safeload.format import archive
@@ -101,3 +104,28 @@ def test_the_json_check_finds_the_deepest_point():
     with pytest.raises(safeload.LimitExceededError) as info:
         archive._check_json_nesting('{"a": ' + "[" * top + "]" * top + "}", "graph.json")
     assert info.value.actual == top + 1
+
+
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+_TEXT = st.text(alphabet='[]{}"\\/ab\n\u00e9\U0001f600', max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.integers() | _TEXT,
+        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(_TEXT, kids, max_size=4),
+        max_leaves=40,
+    ),
+    st.booleans(),
+)
+def test_the_json_scan_counts_nesting_as_json_reads_it(value, ascii_only):
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert archive._json_nesting(text) == _depth(value)
