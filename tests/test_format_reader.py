@@ -250,6 +250,7 @@ def test_ready_waits_for_each_job_of_a_blocked_member(monkeypatch):
         ("read", MemoryError(), "LimitExceededError", "max_total_array_bytes"),
         ("wait", OSError(5, "Input/output error"), "SafeloadLoadIOError", "Input/output"),
         ("wait", EOFError(), "FormatError", "A3"),
+        ("set_file", OSError(24, "Too many open files"), "SafeloadLoadIOError", "Too many"),
     ],
 )
 def test_every_failure_of_the_reader_leaves_a_load_as_a_safeload_error(

@@ -911,7 +911,7 @@ def read_arrays(
                     # use, Decoder(ready=...)), each block is hashed once read
                     if fast is None:
                         fast = _blockhash.Hasher()
-                        fast.set_file(file.fileno())
+                        _read_errors(fast.set_file, file.fileno(), name, limits)
                     at = start + hl
                     if blocked:
                         end = min(BLOCK_SIZE - hl, nbytes)
