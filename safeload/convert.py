@@ -71,6 +71,7 @@ from .errors import (
     UntrustedTypesError,
     ValidationError,
 )
+from .jsonnest import check_json_nesting
 from .limits import DEFAULT_LIMITS, Limits
 from .policy import Policy
 
@@ -528,6 +529,8 @@ def _skops_version(src: Any, limits: Limits) -> str | None:
 
     try:
         node = _read_schema(src, limits)["content"]["content"]["_sklearn_version"]
+        if isinstance(node["content"], str):
+            check_json_nesting(node["content"], "a JsonNode")
         value = json.loads(node["content"])
     except (KeyError, TypeError, ValueError, SafeloadError):
         return None

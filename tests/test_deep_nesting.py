@@ -9,17 +9,19 @@ failed assertion.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import safeload
-from safeload.format import archive
+from safeload import jsonnest
 from safeload.format.decode import MAX_NESTING
 
 from . import _safezip as sz
@@ -71,7 +73,7 @@ def _load_in_child(tmp_path, data: bytes, stack: int = 8 << 20) -> str:
 def test_json_nested_past_the_c_stack_is_refused_before_it_is_parsed(tmp_path):
     n = 150_000  # json's scanner overflowed an 8 MiB stack at about 80,000
     out = _load_in_child(tmp_path, _with_graph(_graph("[" * n + "1" + "]" * n)))
-    assert out == f"refused max_depth {archive._JSON_SAFE_RECURSION}"
+    assert out == f"refused max_depth {jsonnest.MAX_JSON_NESTING}"
 
 
 def test_brackets_inside_json_strings_do_not_count_as_nesting(tmp_path):
@@ -97,12 +99,18 @@ def test_values_nest_at_most_max_nesting_levels_whatever_max_depth_says(tmp_path
     assert _load_in_child(tmp_path, _with_graph(_graph(node)), stack=1 << 20) == expected
 
 
-def test_the_json_check_finds_the_deepest_point():
-    top = archive._JSON_SAFE_RECURSION
+def test_the_json_check_finds_the_deepest_point(monkeypatch):
+    monkeypatch.setattr(sys, "getrecursionlimit", lambda: 10**7)  # the check runs above 6,000
+    top = jsonnest.MAX_JSON_NESTING
     assert top == 6000
-    archive._check_json_nesting("[" * top + "]" * top, "graph.json")  # at the ceiling
+    jsonnest.check_json_nesting("[" * top + "]" * top, "graph.json")  # at the ceiling
+    for raw in ('{"a": ' + "[" * top + "]" * top + "}", b'{"a": ' + b"[" * top + b"]" * top + b"}"):
+        with pytest.raises(safeload.LimitExceededError) as info:
+            jsonnest.check_json_nesting(raw, "graph.json")
+        assert info.value.actual == top + 1
+    # bytes that are not UTF-8: every opener counts (no string is trusted to hide any)
     with pytest.raises(safeload.LimitExceededError) as info:
-        archive._check_json_nesting('{"a": ' + "[" * top + "]" * top + "}", "graph.json")
+        jsonnest.check_json_nesting(b'"\xff' + b"[" * top + b'"[]', "schema.json")
     assert info.value.actual == top + 1
 
 
@@ -128,4 +136,51 @@ _TEXT = st.text(alphabet='[]{}"\\/ab\n\u00e9\U0001f600', max_size=12)
 )
 def test_the_json_scan_counts_nesting_as_json_reads_it(value, ascii_only):
     text = json.dumps(value, ensure_ascii=ascii_only)
-    assert archive._json_nesting(text) == _depth(value)
+    assert jsonnest.json_nesting(text) == _depth(value)
+
+
+def _skops_file(schema_text: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("schema.json", schema_text)
+    return buf.getvalue()
+
+
+def test_a_skops_schema_nested_past_the_c_stack_is_refused_before_it_is_parsed(tmp_path):
+    # the same family in the .skops path: the scanner, the reader and inspect parsed
+    # schema.json with json.loads unchecked
+    n = 150_000
+    data = _skops_file('{"a": ' + "[" * n + "]" * n + "}")
+    assert _load_in_child(tmp_path, data) == "refused FormatError"  # the scanner's finding
+
+
+def test_a_skops_json_node_nested_past_the_c_stack_is_refused(tmp_path):
+    # a JsonNode's content is JSON inside a JSON string: skops.io.load parses it again
+    import skops.io as sio
+
+    schema = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps({"a": 1}))).read("schema.json"))
+    n = 150_000
+    schema["content"]["a"]["content"] = "[" * n + "]" * n
+    out = _load_in_child(tmp_path, _skops_file(json.dumps(schema)))
+    assert out == f"refused max_depth {jsonnest.MAX_JSON_NESTING}"
+
+
+@pytest.mark.parametrize("command", ["scan", "inspect"])
+def test_scan_and_inspect_refuse_deep_json_without_crashing(tmp_path, command):
+    n = 150_000
+    path = tmp_path / "deep.skops"
+    path.write_bytes(_skops_file('{"a": ' + "[" * n + "]" * n + "}"))
+    script = (
+        "import sys; sys.setrecursionlimit(10**7)\n"
+        "import safeload\n"
+        "try:\n"
+        f"    r = safeload.{command}(sys.argv[1]); print('report', r.safe)\n"
+        "except safeload.SafeloadError as exc:\n"
+        "    print('refused', type(exc).__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = {"scan": "report False", "inspect": "refused LimitExceededError"}[command]
+    assert proc.stdout.strip() == expected

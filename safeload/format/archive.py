@@ -18,7 +18,6 @@ import math
 import mmap
 import os
 import re
-import sys
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,10 +29,11 @@ from numpy.lib import format as npformat
 
 from ..build import Builder
 from ..errors import FormatError, IntegrityError, LimitExceededError
+from ..jsonnest import check_json_nesting
 from ..limits import Limits
 from ..policy import Policy
 from ..source import SafeloadLoadIOError, Source
-from .decode import MAX_NESTING, Decoder, decode_globals
+from .decode import Decoder, decode_globals
 from .digest import BLOCK_SIZE, MemberHash, block_count, digest, expected, uses_blocks
 from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
@@ -391,8 +391,7 @@ def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         # parsed JSON holds no reference cycles, so the collector has nothing to find in it;
         # left on, a graph's thousands of containers trigger collections of the whole heap
-        if sys.getrecursionlimit() > _JSON_SAFE_RECURSION:
-            _check_json_nesting(text, name)
+        check_json_nesting(text, name)
         gc.disable()
         return (_STRICT_JSON if strict_keys else _JSON).decode(text)
     except FormatError:
@@ -409,49 +408,6 @@ def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
     finally:
         if gc_was_on:
             gc.enable()
-
-
-#: json's C scanner recurses on the C stack (about 100 bytes a level) and stops only at
-#: Python's recursion limit; a value nests at most 3 JSON levels (a dict of pairs:
-#: ``{"$": "dict", "items": [[k, v]]}``), so no file the decoder accepts is deeper than this,
-#: and it stays under 1 MiB of stack
-_JSON_SAFE_RECURSION = 3 * MAX_NESTING
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_JSON_STEP = np.zeros(256, np.int8)
-_JSON_STEP[[ord("["), ord("{")]] = 1
-_JSON_STEP[[ord("]"), ord("}")]] = -1
-
-
-def _check_json_nesting(text: str, name: str) -> None:
-    """Refuse JSON nested deeper than ``_JSON_SAFE_RECURSION`` before ``json`` parses it.
-
-    Only needed where the application raised Python's recursion limit above that (scikit-learn
-    users do, to pickle deep trees): ``json.loads`` would then recurse until the C stack
-    overflows (a crash) instead of raising ``RecursionError``.  No deeper than its count of
-    ``[`` and ``{`` (tens of microseconds, enough for most graphs); otherwise strings are
-    removed first, as JSON reads them (RFC 8259 §7), so their brackets do not count (up to the
-    first place the two readings disagree the text is invalid JSON, refused there by the
-    parser), and the depth is a running sum.
-
-    Raises
-    ------
-    LimitExceededError
-        ``max_depth``, when the nesting is deeper.
-    """
-    if text.count("[") + text.count("{") <= _JSON_SAFE_RECURSION:
-        return
-    deepest = _json_nesting(text)
-    if deepest > _JSON_SAFE_RECURSION:
-        raise LimitExceededError(
-            "max_depth", deepest, _JSON_SAFE_RECURSION, f"JSON nesting of {name}"
-        )
-
-
-def _json_nesting(text: str) -> int:
-    """How deep the arrays and objects of JSON ``text`` nest, brackets in strings not counted."""
-    bare = _JSON_STRING.sub('""', text).encode("utf-8", "surrogatepass")
-    steps = _JSON_STEP[np.frombuffer(bare, np.uint8)]
-    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
 def _no_constant(name: str) -> Any:
@@ -559,7 +515,9 @@ def list_globals(data: Any, limits: Limits) -> list[tuple[str, str]]:
     doc: Any = None
     if raw.startswith(_GLOBALS_PREFIX) and raw.count(b'"globals"') == 1:
         try:
-            table, _end = json.JSONDecoder().raw_decode(raw.decode("utf-8"), len(_GLOBALS_PREFIX))
+            text = raw.decode("utf-8")
+            check_json_nesting(text, GRAPH)
+            table, _end = json.JSONDecoder().raw_decode(text, len(_GLOBALS_PREFIX))
             doc = {"globals": table}
         except (ValueError, RecursionError):
             doc = None

@@ -24,6 +24,7 @@ from ..build import Builder, _apply_build, construct, construct_error, plain_set
 from ..constraints import _class_call_without_arguments
 from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from ..graph import ParseContext
+from ..jsonnest import MAX_VALUE_NESTING
 from ..limits import Limits
 from ..policy import Policy
 from .npyio import dtype_from_json
@@ -44,11 +45,7 @@ _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _MAX_DIM = np.iinfo(np.intp).max
 #: a vocabulary's values become Python ints this many at a time (rule G4's ``vi`` form)
 _VI_SLICE = 4096
-#: deepest nesting decoded whatever ``Limits.max_depth`` says: the C walk recurses on the C
-#: stack, up to about 300 bytes a level, so 2,000 levels stay under 1 MiB even where the
-#: application raised Python's recursion limit (which then no longer protects the stack;
-#: CPython 3.12 caps its own C recursion the same way, ``Py_C_RECURSION_LIMIT``)
-MAX_NESTING = 2000
+MAX_NESTING = MAX_VALUE_NESTING  # docs/FORMAT.md §6: the C walk's stack, not max_depth
 _NDARRAY_KEYS = frozenset({"$", "i", "at", "shape", "order"})
 _ITEMS_WHAT = (
     "values and container items of graph.json, shared references counted each time (a "

@@ -22,7 +22,8 @@ from typing import Any
 
 from numpy.lib import format as npformat
 
-from ..errors import FormatError
+from ..errors import FormatError, LimitExceededError
+from ..jsonnest import check_json_nesting
 from ..policy import format_name
 from ..scanners.archive import MAX_MEMBERS
 from ..scanners.collector import Collector
@@ -93,6 +94,7 @@ def read_json_member(zf: zipfile.ZipFile, name: str, limits: Any) -> Any:
         raise FormatError(f"cannot read {name}: {type(exc).__name__}: {exc}") from exc
     if len(data) > cap:
         raise FormatError(f"{name} holds more than {cap:,} bytes")
+    check_json_nesting(data, name)  # LimitExceededError, past what the C stack holds
     try:
         return json.loads(data, parse_int=_parse_int)
     except RecursionError as exc:
@@ -190,8 +192,9 @@ class SkopsDescriber:
         if type(content) is not str:
             return Opaque("json", verdict="forbidden", detail="JsonNode without text content")
         try:
+            check_json_nesting(content, "a JsonNode")
             value = json.loads(content, parse_int=_parse_int)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError, LimitExceededError):
             return Opaque("json", verdict="forbidden", detail="invalid JSON in a JsonNode")
         if type(value) is list:
             return Seq("list", value)

@@ -16,6 +16,7 @@ import zipfile
 from typing import Any
 
 from ..errors import FormatError, LimitExceededError, SafeloadError, UntrustedTypesError
+from ..jsonnest import check_json_nesting
 from ..limits import Limits
 from ..policy import Policy, format_name
 from ..source import Source
@@ -77,6 +78,7 @@ def _read_schema_unchecked(src: Source, limits: Limits) -> dict:
         limits.check("max_decompressed_bytes", total, "skops archive members")
         with zf.open(info) as fh:
             raw = fh.read(limits.max_json_bytes + 1)
+    check_json_nesting(raw, "skops schema.json")  # skops.io.load parses it again, as deep
     try:
         schema = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -112,6 +114,8 @@ def skops_globals(schema: dict, limits: Limits) -> list[tuple[str, str]]:
                 found[(module, cls)] = None
             loader = node.get("__loader__")
             content = node.get("content")
+            if loader == "JsonNode" and isinstance(content, str):
+                check_json_nesting(content, "a skops JsonNode")  # skops.io.load parses it
             if loader in ("FunctionNode", "TypeNode") and isinstance(content, dict):
                 fmod, fname = (
                     content.get("module_path"),

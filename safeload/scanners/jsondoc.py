@@ -1,7 +1,8 @@
 """JSON members of model archives: bounded parsing, skops schemas, safeload manifests.
 
 ``json.loads`` is bounded here: documents larger than :data:`MAX_JSON_BYTES`, nesting deeper than
-the interpreter's recursion limit (``RecursionError``) and integer literals longer than
+the interpreter's recursion limit (``RecursionError``) or, where an application raised that limit,
+than :data:`safeload.jsonnest.MAX_JSON_NESTING`, and integer literals longer than
 :data:`MAX_INT_DIGITS` digits are findings, never crashes or quadratic conversions.  Parsed
 documents are walked iteratively with an item budget.
 
@@ -18,6 +19,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import LimitExceededError
+from ..jsonnest import check_json_nesting
 from .collector import Collector
 
 __all__ = [
@@ -64,7 +67,10 @@ def load_json(data: bytes, col: Collector, *, location: str) -> Any | None:
                 f"{MAX_JSON_BYTES:,})", location=location)  # fmt: skip
         return None
     try:
+        check_json_nesting(data, location)
         return json.loads(data, parse_int=_parse_int)
+    except LimitExceededError as exc:
+        col.add("json-malformed", f"JSON nested too deep: {exc}", location=location)
     except RecursionError:
         col.add("json-malformed", "JSON nested deeper than the interpreter's recursion limit",
                 location=location)  # fmt: skip
