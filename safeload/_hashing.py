@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["collision_probes", "CHECK_ABOVE"]
+__all__ = ["collision_probes", "CHECK_ABOVE", "MAX_KEY_NESTING", "key_nesting"]
+
+#: Deepest tuple nesting of a key hashed while building: CPython's tuple hash recurses once per
+#: level with no stack guard (review 7: 40,000 levels crashed a thread with a 1 MiB stack).  The
+#: pickle stream's own keys are bounded by the opcode scan (``opscan.MAX_KEY_DEPTH``); this
+#: bounds what ``set(...)``, ``dict(...)`` and their kin hash when the builder calls them.
+MAX_KEY_NESTING = 1000
 
 #: Collections this small are inserted without counting (at most ~500k probes).
 CHECK_ABOVE = 1024
@@ -42,3 +48,40 @@ def collision_probes(keys: Any) -> int:
     except TypeError:
         return 0
     return colliding * (colliding - 1) // 2
+
+
+def key_nesting(keys: Any) -> int:
+    """How deep the tuples among ``keys`` nest: 0 without tuples (an empty tuple's hash
+    recurses into nothing), 1 for a flat tuple — the opcode scan's count
+    (``opscan.MAX_KEY_DEPTH``).
+
+    Iterative and linear in the tuples reachable from the keys (a tuple shared in a DAG is
+    measured once), so it is safe on any depth.
+
+    Parameters
+    ----------
+    keys : iterable
+        Dict keys or set items, before they are hashed.
+
+    Returns
+    -------
+    int
+    """
+    if type(keys) not in (list, tuple, dict, set, frozenset):
+        return 0
+    heights: dict[int, int] = {}  # id -> nesting below and including that tuple
+    deepest = 0
+    for key in keys:
+        if type(key) is not tuple:
+            continue
+        stack: list[tuple[Any, bool]] = [(key, False)]
+        while stack:  # post-order: a tuple's height once its tuple items have theirs
+            node, ready = stack.pop()
+            if ready:
+                below = [heights[id(x)] for x in node if type(x) is tuple]
+                heights[id(node)] = 1 + max(below, default=0) if node else 0
+            elif id(node) not in heights:
+                stack.append((node, True))
+                stack.extend((x, False) for x in node if type(x) is tuple)
+        deepest = max(deepest, heights[id(key)])
+    return deepest

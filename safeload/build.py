@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._dtypestate import dtype_state_problem
-from ._hashing import collision_probes
+from ._hashing import MAX_KEY_NESTING, collision_probes, key_nesting
 from .constraints import CallSite, Replace, _class_call_without_arguments, rule_for
 from .errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
@@ -344,6 +344,16 @@ class Builder:
             if isinstance(verdict, Replace):
                 return verdict.value
         if args and pair in _HASHING_CONSTRUCTORS:
+            # the items as they are: a pair's nesting is its key's plus one (conservative)
+            depth = key_nesting(args[0])
+            if depth > MAX_KEY_NESTING:  # hashing them would overflow the C stack
+                raise LimitExceededError(
+                    "max_depth",
+                    depth,
+                    MAX_KEY_NESTING,
+                    f"{_name(pair)} would hash a key of {depth:,} nested tuples (CPython's "
+                    "tuple hash recurses once per level without a stack guard)",
+                )
             # set(memoized_list) can be called many times on one list of colliding keys
             self._count(collision_probes(_keys_of(args[0])))
         return construct(func, pair, kind, args, kwargs, self.limits)

@@ -32,8 +32,14 @@ enum { K_INVALID, K_FIXED, K_LEN1, K_LEN4S, K_LEN4U, K_LEN8U, K_LINE, K_LINE2 };
 /* Error codes; same numbers as _E_* in opscan.py. */
 enum {
     E_OK, E_INVALID_OP, E_NEG_LENGTH, E_PROTO, E_FRAME, E_PAST_END, E_NO_STOP, E_TRAILING,
-    E_BAD_PUT, E_MEMO_NOPS, E_MAX_MEMO, E_MAX_INT, E_MAX_OPS, E_MAX_HASH, E_MAX_COLLIDE
+    E_BAD_PUT, E_MEMO_NOPS, E_MAX_MEMO, E_MAX_INT, E_MAX_OPS, E_MAX_HASH, E_MAX_COLLIDE,
+    E_KEY_DEPTH
 };
+
+/* Deepest tuple nesting of a dict key or set item hashed (opscan.MAX_KEY_DEPTH): CPython's
+ * tuple hash recurses once per level with no stack guard (review 7: 40,000 levels crashed a
+ * thread with a 1 MiB stack) */
+#define KEY_DEPTH_MAX 1000
 
 /* Opcodes that need more than "skip the argument". */
 enum {
@@ -165,6 +171,7 @@ typedef struct {
     unsigned ev_signed; /* bit i set: ev[i] holds an int64_t */
     /* the stack model (opscan._StackModel) */
     vec_t ws;           /* hash weights of the stack's values, bottom first */
+    vec_t ds;           /* their tuple nesting (0: not a tuple, or an empty one) */
     bvec_t cs;          /* their hash classes (H_*) */
     vec_t marks;        /* positions in ws */
     uint64_t *memo;     /* weight per memo index; 0: never stored */
@@ -173,6 +180,8 @@ typedef struct {
     uint64_t memo_len;  /* memo entries stored (MEMOIZE's index) */
     uint64_t memo_max;  /* largest weight ever stored */
     unsigned memo_cmax; /* highest class ever stored */
+    uint64_t *memo_d;   /* tuple nesting per memo index */
+    uint64_t memo_dmax; /* deepest nesting ever stored */
     uint64_t hashed;    /* objects visited by the hashes so far (hash_visits) */
     uint64_t colliding; /* collidable values placed so far (collidable) */
     int64_t stack_error;
@@ -281,7 +290,7 @@ static int special(scan_t *s, uint64_t pos, unsigned op, uint64_t nops)
 /* ---- the stack model: opscan._StackModel, statement for statement ------------------------ */
 
 /* Push a value of weight w and hash class c. */
-static int wpush(scan_t *s, uint64_t w, unsigned c)
+static int wpush(scan_t *s, uint64_t w, unsigned c, uint64_t d)
 {
     bvec_t *cs = &s->cs;
     if (cs->n == cs->cap) {
@@ -294,7 +303,7 @@ static int wpush(scan_t *s, uint64_t w, unsigned c)
         cs->v = v;
         cs->cap = cap;
     }
-    if (vec_push(&s->ws, w) < 0) {
+    if (vec_push(&s->ws, w) < 0 || vec_push(&s->ds, d) < 0) {
         s->nomem = 1;
         return -1;
     }
@@ -307,6 +316,17 @@ static void wtruncate(scan_t *s, size_t n)
 {
     s->ws.n = n;
     s->cs.n = n;
+    s->ds.n = n;
+}
+
+/* opscan._nest: the nesting of a tuple of items nested d[0:count] deep. */
+static uint64_t tuple_depth(const uint64_t *d, size_t count)
+{
+    uint64_t m = 0;
+    for (size_t i = 0; i < count; i++)
+        if (d[i] > m)
+            m = d[i];
+    return m < KEY_DEPTH_MAX + 1 ? m + 1 : KEY_DEPTH_MAX + 1;
 }
 
 /* opscan._combine: the class of a tuple or frozenset of items of classes c[0:count]. */
@@ -380,11 +400,13 @@ static uint64_t tuple_weight(const uint64_t *w, size_t count)
 }
 
 /* _StackModel._hash over w[0], w[step], ... below w[count]; returns -1 after fail(). */
-static int hash_items(scan_t *s, unsigned op, uint64_t pos, const uint64_t *w, size_t count,
-                      size_t step)
+static int hash_items(scan_t *s, unsigned op, uint64_t pos, const uint64_t *w,
+                      const uint64_t *d, size_t count, size_t step)
 {
-    uint64_t t = s->hashed;
+    uint64_t t = s->hashed, deepest = 0;
     for (size_t i = 0; i < count; i += step) {
+        if (d[i] > deepest)
+            deepest = d[i];
         t += w[i];
         if (t > W_CAP)
             t = W_CAP;
@@ -394,12 +416,16 @@ static int hash_items(scan_t *s, unsigned op, uint64_t pos, const uint64_t *w, s
         fail(s, E_MAX_HASH, pos, t, op, 0);
         return -1;
     }
+    if (deepest > KEY_DEPTH_MAX) { /* after the budget: a hash bomb is reported as one */
+        fail(s, E_KEY_DEPTH, pos, deepest, op, 0);
+        return -1;
+    }
     return 0;
 }
 
 /* memo[idx] = w (idx < 0: MEMOIZE, at memo_len).  idx <= max(opcodes read, 255): the callers
  * checked PUT and LONG_BINPUT indices against the opcode count. */
-static int memo_put(scan_t *s, int64_t idx, uint64_t w, unsigned c)
+static int memo_put(scan_t *s, int64_t idx, uint64_t w, unsigned c, uint64_t d)
 {
     uint64_t i = idx < 0 ? s->memo_len : (uint64_t)idx;
     if (i >= s->memo_cap) {
@@ -418,14 +444,24 @@ static int memo_put(scan_t *s, int64_t idx, uint64_t w, unsigned c)
             return -1;
         }
         s->memo_cls = mc;
+        uint64_t *md = PyMem_RawRealloc(s->memo_d, cap * sizeof *md);
+        if (md == NULL) {
+            s->nomem = 1;
+            return -1;
+        }
+        s->memo_d = md;
         memset(m + s->memo_cap, 0, (cap - s->memo_cap) * sizeof *m);
         memset(mc + s->memo_cap, 0, cap - s->memo_cap);
+        memset(md + s->memo_cap, 0, (cap - s->memo_cap) * sizeof *md);
         s->memo_cap = cap;
     }
     if (s->memo[i] == 0)
         s->memo_len++;
     s->memo[i] = w;
     s->memo_cls[i] = (unsigned char)c;
+    s->memo_d[i] = d;
+    if (d > s->memo_dmax)
+        s->memo_dmax = d;
     if (w > s->memo_max)
         s->memo_max = w;
     if (c > s->memo_cmax)
@@ -442,13 +478,13 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
     uint64_t w;
     unsigned c;
     if (sem == S_PUSH || sem == S_INT)
-        return wpush(s, sem == S_INT ? (uint64_t)arg : 1, sem == S_INT ? cls : PUSH_CLASS[op]);
+        return wpush(s, sem == S_INT ? (uint64_t)arg : 1, sem == S_INT ? cls : PUSH_CLASS[op], 0);
     if (sem == S_PUT) { /* the common case first (every memoized value) */
         if (ws->n <= (marks->n ? marks->v[marks->n - 1] : 0)) {
             s->stack_error = (int64_t)pos; /* stack underflow */
             return 0;
         }
-        return memo_put(s, arg, ws->v[ws->n - 1], cs[ws->n - 1]);
+        return memo_put(s, arg, ws->v[ws->n - 1], cs[ws->n - 1], s->ds.v[ws->n - 1]);
     }
     if (sem == S_MARK) {
         if (vec_push(marks, ws->n) < 0) {
@@ -474,6 +510,7 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
             return 0;
         }
         const uint64_t *items = ws->v + i;
+        const uint64_t *depths = s->ds.v + i;
         const unsigned char *classes = cs + i;
         const size_t count = (size_t)(ws->n - i);
         if (sem == S_PAIRS) {
@@ -481,12 +518,12 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
                 s->stack_error = (int64_t)pos; /* odd number of items */
                 return 0;
             }
-            if (hash_items(s, op, pos, items, count, 2) < 0 ||
+            if (hash_items(s, op, pos, items, depths, count, 2) < 0 ||
                 collide(s, op, pos, classes, count, 2) < 0)
                 return -1;
         }
         else if (sem == S_ALL) {
-            if (hash_items(s, op, pos, items, count, 1) < 0 ||
+            if (hash_items(s, op, pos, items, depths, count, 1) < 0 ||
                 collide(s, op, pos, classes, count, 1) < 0)
                 return -1;
         }
@@ -494,9 +531,10 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
             return -1;
         w = sem == S_SUM ? tuple_weight(items, count) : 1;
         c = sem == S_SUM || sem == S_ALL ? combine(classes, count) : H_OPAQUE;
+        const uint64_t d = sem == S_SUM ? tuple_depth(depths, count) : 0;
         wtruncate(s, (size_t)i);
         if (NPUSH[op] > below)
-            return wpush(s, w, c);
+            return wpush(s, w, c, d);
         return 0;
     }
     const uint64_t npop = NPOP[op];
@@ -505,12 +543,15 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
         s->stack_error = (int64_t)pos; /* stack underflow */
         return 0;
     }
+    uint64_t d = 0;
     if (npop) {
         const uint64_t *popped = ws->v + ws->n - npop;
+        const uint64_t *pdepths = s->ds.v + ws->n - npop;
         const unsigned char *classes = cs + ws->n - npop;
         if (sem == S_SUM) {
             w = tuple_weight(popped, (size_t)npop);
             c = combine(classes, (size_t)npop);
+            d = tuple_depth(pdepths, (size_t)npop);
             if (collide(s, op, pos, classes, (size_t)npop, 1) < 0)
                 return -1;
         }
@@ -521,10 +562,11 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
         else {
             w = popped[0];
             c = classes[0];
+            d = pdepths[0];
             if (op == OP_APPEND && collide(s, op, pos, classes + 1, (size_t)npop - 1, 1) < 0)
                 return -1;
         }
-        if (sem == S_KEY && (hash_items(s, op, pos, popped + 1, 1, 1) < 0 ||
+        if (sem == S_KEY && (hash_items(s, op, pos, popped + 1, pdepths + 1, 1, 1) < 0 ||
                              collide(s, op, pos, classes + 1, 1, 1) < 0))
             return -1;
         wtruncate(s, (size_t)(ws->n - npop));
@@ -533,6 +575,7 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
         if (arg < 0) {
             w = s->memo_max > 1 ? s->memo_max : 1;
             c = s->memo_cmax;
+            d = s->memo_dmax;
         }
         else if ((uint64_t)arg >= s->memo_cap || s->memo[arg] == 0) {
             s->stack_error = (int64_t)pos; /* Memo value not found */
@@ -541,6 +584,7 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
         else {
             w = s->memo[arg];
             c = s->memo_cls[arg];
+            d = s->memo_d[arg];
         }
     }
     else {
@@ -548,7 +592,7 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
         c = cls;
     }
     for (unsigned k = 0; k < NPUSH[op]; k++)
-        if (wpush(s, w, c) < 0)
+        if (wpush(s, w, c, d) < 0)
             return -1;
     return 0;
 }
@@ -587,7 +631,7 @@ static void scan_stream(scan_t *s)
             if (s->stack_error < 0 && nxt <= n) {
                 const unsigned sem = SEM[op];
                 if (sem == S_PUSH) {
-                    if (wpush(s, 1, PUSH_CLASS[op]) < 0)
+                    if (wpush(s, 1, PUSH_CLASS[op], 0) < 0)
                         return;
                 }
                 else {
@@ -838,7 +882,9 @@ static PyObject *opscan_scan(PyObject *Py_UNUSED(module), PyObject *args)
     PyMem_RawFree(s.buffers.v);
     PyMem_RawFree(s.payloads.v);
     PyMem_RawFree(s.ws.v);
+    PyMem_RawFree(s.ds.v);
     PyMem_RawFree(s.cs.v);
+    PyMem_RawFree(s.memo_d);
     PyMem_RawFree(s.memo_cls);
     PyMem_RawFree(s.marks.v);
     PyMem_RawFree(s.memo);

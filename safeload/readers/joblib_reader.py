@@ -51,6 +51,7 @@ from typing import IO, Any
 import numpy as np
 
 from .._dtypestate import dtype_state_problem
+from .._hashing import key_nesting
 from .._text import describe
 from ..errors import FormatError, LimitExceededError, SafeloadError
 from ..graph import ATOMIC_TYPES, OP_BUILD, Call, New, ParseContext
@@ -64,6 +65,7 @@ from .opscan import (
     _H_WIDE,
     _MAX_PUT_DIGITS,
     _W_CAP,
+    MAX_KEY_DEPTH,
     OPCODE_NAMES,
     _combine,
     _int_class,
@@ -483,6 +485,7 @@ class _JoblibUnpickler(_Base):
         charge the collidable ones (:meth:`_collide`)."""
         total = self._hashed[0]
         colliding = 0
+        has_tuple = False
         if _ONE_VISIT.isdisjoint(set(map(type, items))):
             # no tuple, frozenset or exact int (str keys of a vocabulary): each key costs one
             # visit and none can collide, as in the loop below, at C speed
@@ -492,6 +495,7 @@ class _JoblibUnpickler(_Base):
             tp = type(x)
             if tp is tuple or tp is frozenset:
                 w, c = self._hash_info(x)
+                has_tuple = has_tuple or tp is tuple
                 total += w
                 colliding += c == _H_COLLIDE
             elif tp is int:
@@ -510,6 +514,15 @@ class _JoblibUnpickler(_Base):
                 f"hashing the keys or set items of {OPCODE_NAMES[code]}: a tuple's hash "
                 "visits every item, a shared tuple each time it is reached (hash bomb); "
                 "objects visited by all the hashes so far",
+            )
+        if has_tuple and (depth := key_nesting(items)) > MAX_KEY_DEPTH:
+            # as the pre-scan: hashing a tuple recurses once per level without a stack guard
+            raise LimitExceededError(
+                "max_depth",
+                depth,
+                MAX_KEY_DEPTH,
+                f"a key or set item of {OPCODE_NAMES[code]} is a tuple nested {depth:,} levels "
+                "deep: hashing a tuple recurses once per level without a stack guard",
             )
         if colliding:
             self._collide(colliding, code)

@@ -209,6 +209,12 @@ def _text_int_class(nchars: int) -> int:
     return _H_NARROW if nchars <= 9 else _H_WIDE if nchars < 18 else _H_COLLIDE
 
 
+def _nest(depths: list[int]) -> int:
+    """The tuple nesting of a tuple of items nested ``depths`` deep (``tuple_depth`` in
+    ``_opscan.c``: saturating one past :data:`MAX_KEY_DEPTH`)."""
+    return min(MAX_KEY_DEPTH + 1, 1 + max(depths, default=0))
+
+
 def _combine(classes: list[int]) -> int:
     """Class of a tuple or frozenset with items of these classes.
 
@@ -291,6 +297,13 @@ _E_MAX_INT = 11  # offset, length, opcode (LONG1 or LONG4)
 _E_MAX_OPS = 12  # opcodes read so far
 _E_MAX_HASH = 13  # offset, objects hashed so far, opcode
 _E_MAX_COLLIDE = 14  # offset, objects hashed so far (collision probes included), opcode
+_E_KEY_DEPTH = 15  # offset, tuple nesting of the key, opcode
+
+#: Deepest tuple nesting of a dict key or set item the stream may hash (``KEY_DEPTH_MAX`` in
+#: ``_opscan.c``).  CPython's tuple hash recurses once per level with no stack guard: 40,000
+#: nested tuples as a dict key crashed a thread with a 1 MiB stack, with every default limit
+#: (review 7).  No scikit-learn pickle hashes a key nested more than a few levels.
+MAX_KEY_DEPTH = 1000
 
 #: Longest decimal memo index a text ``PUT`` may carry: 19 digits always fit in 64 bits.
 _MAX_PUT_DIGITS = 19
@@ -351,6 +364,15 @@ def _error(code: int, a: int, b: int, c: int, data, limits: Limits) -> Exception
             f"hashing the keys or set items of {OPCODE_NAMES[c]} at offset {a}: a tuple's hash "
             "visits every item, a shared tuple each time it is reached (hash bomb); objects "
             "visited by all the hashes so far",
+        )
+    if code == _E_KEY_DEPTH:
+        return LimitExceededError(
+            "max_depth",
+            b,
+            MAX_KEY_DEPTH,
+            f"a key or set item of {OPCODE_NAMES[c]} at offset {a} is a tuple nested {b:,} "
+            "levels deep (or more): hashing a tuple recurses once per level without a stack "
+            "guard, so keys are bounded whatever the limits say",
         )
     if code == _E_MAX_COLLIDE:
         return LimitExceededError(
@@ -522,11 +544,14 @@ class _StackModel:
     __slots__ = (
         "ws",
         "cs",
+        "ds",
         "marks",
         "memo",
         "memo_cls",
         "memo_max",
         "memo_cmax",
+        "memo_d",
+        "memo_dmax",
         "hashed",
         "colliding",
         "max_items",
@@ -536,11 +561,14 @@ class _StackModel:
     def __init__(self, max_items: int) -> None:
         self.ws: list[int] = []  # weights, bottom first
         self.cs: list[int] = []  # hash classes, parallel to ws
+        self.ds: list[int] = []  # tuple nesting, parallel to ws (0: not a tuple, or empty)
         self.marks: list[int] = []  # positions in ws
         self.memo: dict[int, int] = {}
         self.memo_cls: dict[int, int] = {}
         self.memo_max = 0  # largest weight ever stored (a GET whose index C may parse otherwise)
         self.memo_cmax = 0  # highest class ever stored (same use)
+        self.memo_d: dict[int, int] = {}
+        self.memo_dmax = 0  # deepest nesting ever stored (same use)
         self.hashed = 0
         self.colliding = 0  # collidable values placed so far
         self.max_items = max_items
@@ -552,6 +580,7 @@ class _StackModel:
         of the value a push-only opcode or an int pushes."""
         ws = self.ws
         cs = self.cs
+        ds = self.ds
         marks = self.marks
         sem = _SEM[op]
         if sem == _S_PUT:  # the common case first (every memoized value)
@@ -564,6 +593,9 @@ class _StackModel:
             index = len(memo) if arg < 0 else arg
             memo[index] = w
             self.memo_cls[index] = c
+            d = self.memo_d[index] = ds[-1]
+            if d > self.memo_dmax:
+                self.memo_dmax = d
             if w > self.memo_max:
                 self.memo_max = w
             if c > self.memo_cmax:
@@ -587,38 +619,45 @@ class _StackModel:
                 return
             items = ws[i:]
             classes = cs[i:]
+            depths = ds[i:]
             if sem == _S_PAIRS:
                 if len(items) % 2:
                     self.stack_error = pos  # odd number of items
                     return
-                self._hash(op, pos, items[0::2], data, limits)
+                self._hash(op, pos, items[0::2], depths[0::2], data, limits)
                 self._collide(op, pos, classes[0::2], data, limits)
             elif sem == _S_ALL:
-                self._hash(op, pos, items, data, limits)
+                self._hash(op, pos, items, depths, data, limits)
                 self._collide(op, pos, classes, data, limits)
             elif _ENTERS[op]:
                 self._collide(op, pos, classes, data, limits)
             del ws[i:]
             del cs[i:]
+            del ds[i:]
             if _NPUSH[op] > below:
                 if sem == _S_SUM:
                     ws.append(min(_W_CAP, 1 + sum(items)))
                     cs.append(_combine(classes))
+                    ds.append(_nest(depths))
                 else:
                     ws.append(1)
                     cs.append(_combine(classes) if sem == _S_ALL else _H_OPAQUE)  # FROZENSET
+                    ds.append(0)  # a frozenset's hash is cached from its items' hashes
             return
         npop = _NPOP[op]
         size = len(ws)
         if size - npop < (marks[-1] if marks else 0):
             self.stack_error = pos  # stack underflow
             return
+        d = 0
         if npop:
             popped = ws[size - npop :]
             classes = cs[size - npop :]
+            pdepths = ds[size - npop :]
             if sem == _S_SUM:
                 w = min(_W_CAP, 1 + sum(popped))
                 c = _combine(classes)
+                d = _nest(pdepths)
                 self._collide(op, pos, classes, data, limits)
             elif sem == _S_NEW:
                 w = 1
@@ -626,25 +665,27 @@ class _StackModel:
             else:
                 w = popped[0]
                 c = classes[0]
+                d = pdepths[0]
                 if op == _APPEND:
                     self._collide(op, pos, classes[1:], data, limits)
             if sem == _S_KEY:
-                self.hashed = min(_W_CAP, self.hashed + popped[1])
-                if self.hashed > self.max_items:
-                    raise _error(_E_MAX_HASH, pos, self.hashed, op, data, limits)
+                self._hash(op, pos, popped[1:2], pdepths[1:2], data, limits)
                 self._collide(op, pos, classes[1:2], data, limits)
             del ws[size - npop :]
             del cs[size - npop :]
+            del ds[size - npop :]
         elif sem == _S_GET:
             if arg < 0:
                 w = max(1, self.memo_max)
                 c = self.memo_cmax
+                d = self.memo_dmax
             else:
                 w = self.memo.get(arg, 0)
                 if not w:
                     self.stack_error = pos  # "Memo value not found"
                     return
                 c = self.memo_cls[arg]
+                d = self.memo_d[arg]
         elif sem == _S_INT:
             w = arg
             c = cls
@@ -654,11 +695,17 @@ class _StackModel:
         for _ in range(_NPUSH[op]):
             ws.append(w)
             cs.append(c)
+            ds.append(d)
 
-    def _hash(self, op: int, pos: int, weights: list[int], data, limits: Limits) -> None:
+    def _hash(
+        self, op: int, pos: int, weights: list[int], depths: list[int], data, limits: Limits
+    ) -> None:
         self.hashed = min(_W_CAP, self.hashed + sum(weights))
         if self.hashed > self.max_items:
             raise _error(_E_MAX_HASH, pos, self.hashed, op, data, limits)
+        deepest = max(depths, default=0)
+        if deepest > MAX_KEY_DEPTH:  # after the budget: a hash bomb is reported as one
+            raise _error(_E_KEY_DEPTH, pos, deepest, op, data, limits)
 
     def _collide(self, op: int, pos: int, classes: list[int], data, limits: Limits) -> None:
         """Charge each collidable value the number placed before it (hash flooding)."""
@@ -695,6 +742,7 @@ def _scan_opcodes_py(
     model = _StackModel(limits.max_items)
     push = model.ws.append
     cpush = model.cs.append
+    dpush = model.ds.append
     stopped = False
     while pos < n:
         op = data[pos]
@@ -719,6 +767,7 @@ def _scan_opcodes_py(
                 if sem == _S_PUSH:
                     push(1)
                     cpush(_PUSH_CLASS[op])
+                    dpush(0)
                 elif sem in (_S_GET, _S_PUT):
                     size = size_of[op]
                     arg = -1 if not size else int.from_bytes(data[pos + 1 : nxt], "little")
@@ -816,9 +865,11 @@ def _scan_opcodes_py(
             if sem == _S_PUSH:
                 push(1)
                 cpush(_PUSH_CLASS[op])
+                dpush(0)
             elif sem == _S_INT:
                 push(arg)
                 cpush(cls)
+                dpush(0)
             else:
                 model.step(op, pos, arg, data, limits)
         pos = nxt
