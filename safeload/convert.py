@@ -401,7 +401,9 @@ def _sidecar_input(call: dict) -> Any:
 def _read_sidecar(path: str) -> list[_Call]:
     try:
         with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+            text = fh.read()
+        check_json_nesting(text, path)  # it lies beside the model: as untrusted as the model
+        doc = json.loads(text)
         calls = doc["calls"]
         if not isinstance(calls, list) or not calls:
             raise ValueError("'calls' must be a non-empty list")
@@ -418,7 +420,15 @@ def _read_sidecar(path: str) -> list[_Call]:
             values = values.reshape(spec["shape"])
             out.append(_Call(method, _sidecar_input(call), values, kind))
         return out
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        LimitExceededError,
+    ) as exc:
         raise _Refused("bad-reference", f"{path}: {type(exc).__name__}: {exc}") from None
 
 

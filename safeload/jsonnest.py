@@ -11,6 +11,7 @@ deeper than :data:`MAX_VALUE_NESTING` (``docs/FORMAT.md`` §6).
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -21,9 +22,11 @@ from .errors import LimitExceededError
 __all__ = ["MAX_JSON_NESTING", "MAX_VALUE_NESTING", "check_json_nesting", "json_nesting"]
 
 #: deepest nesting of values the safe format's decoder builds, whatever ``Limits.max_depth``
-#: says: its C walk recurses on the C stack, up to about 300 bytes a level, so 2,000 levels stay
-#: under 1 MiB (CPython 3.12 caps its own C recursion the same way, ``Py_C_RECURSION_LIMIT``)
-MAX_VALUE_NESTING = 2000
+#: says: its C walk recurses on the C stack, and a tagged value whose handler is Python adds
+#: an interpreter frame (about 740 bytes a level: review 7 crashed a 1 MiB thread with 1,450
+#: nested tuples), so 1,000 levels stay under 1 MiB (CPython 3.12 caps its own C recursion
+#: the same way, ``Py_C_RECURSION_LIMIT``)
+MAX_VALUE_NESTING = 1000
 #: deepest JSON parsed once the recursion limit no longer protects the C stack: a value nests
 #: at most 3 JSON levels (a dict of pairs, ``{"$": "dict", "items": [[k, v]]}``), so no file the
 #: decoder accepts is deeper, and the parser's stack stays under 1 MiB
@@ -51,9 +54,11 @@ def check_json_nesting(raw: str | bytes, name: str) -> None:
     is above it (at or below it, ``json`` raises ``RecursionError`` before the C stack is at
     risk, and this costs nothing).
 
-    A document is no deeper than its count of ``[`` and ``{`` (tens of microseconds, enough for
-    most); otherwise :func:`json_nesting` measures it.  Bytes that are not UTF-8 are bounded by
-    that count alone.
+    Bytes are decoded as ``json.loads`` decodes them (UTF-8, or UTF-16/32 told apart by
+    ``json.detect_encoding``: review 7 hid the brackets of a BOM-less UTF-16 document inside a
+    "string" its UTF-8 reading saw); bytes that do not decode are refused here, as the parser
+    would refuse them.  A document is no deeper than its count of ``[`` and ``{`` (tens of
+    microseconds, enough for most); otherwise :func:`json_nesting` measures it.
 
     Parameters
     ----------
@@ -70,17 +75,16 @@ def check_json_nesting(raw: str | bytes, name: str) -> None:
     if sys.getrecursionlimit() <= MAX_JSON_NESTING:
         return
     if isinstance(raw, str):
-        openers = raw.count("[") + raw.count("{")
-    else:
-        openers = raw.count(b"[") + raw.count(b"{")
-    if openers <= MAX_JSON_NESTING:
-        return
-    if isinstance(raw, str):
-        deepest = json_nesting(raw)
+        text = raw
     else:
         try:
-            deepest = json_nesting(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            deepest = openers
+            text = bytes(raw).decode(json.detect_encoding(raw), "surrogatepass")
+        except (UnicodeDecodeError, LookupError):
+            raise LimitExceededError(
+                "max_depth", None, MAX_JSON_NESTING, f"JSON nesting of {name} (not decodable)"
+            ) from None
+    if text.count("[") + text.count("{") <= MAX_JSON_NESTING:
+        return
+    deepest = json_nesting(text)
     if deepest > MAX_JSON_NESTING:
         raise LimitExceededError("max_depth", deepest, MAX_JSON_NESTING, f"JSON nesting of {name}")

@@ -33,7 +33,7 @@ class Limits:
         Sum of all arrays in one file, in bytes. Default 16 GiB.
     max_depth : int
         Deepest nesting of containers and objects. Default 200 (a stacked pipeline of pipelines
-        reaches about 25). A safe-format file is never decoded deeper than 2,000 levels,
+        reaches about 25). A safe-format file is never decoded deeper than 1,000 levels,
         whatever this says (``docs/FORMAT.md`` §6: the C stack, not this limit, is the bound).
     max_memo : int
         Largest memo index a ``PUT``/``BINPUT``/``LONG_BINPUT`` may use. A legitimate pickler

@@ -85,8 +85,8 @@ def test_brackets_inside_json_strings_do_not_count_as_nesting(tmp_path):
 @pytest.mark.parametrize(
     ("levels", "expected"),
     [
-        (900, "loaded"),
-        (1100, f"refused max_depth {MAX_NESTING}"),  # 2,200 levels of values: the C walk's cap
+        (450, "loaded"),
+        (600, f"refused max_depth {MAX_NESTING}"),  # 1,200 levels of values: the C walk's cap
         (6000, f"refused max_depth {3 * MAX_NESTING}"),  # 18,000 of JSON: crashed json before
     ],
 )
@@ -102,16 +102,16 @@ def test_values_nest_at_most_max_nesting_levels_whatever_max_depth_says(tmp_path
 def test_the_json_check_finds_the_deepest_point(monkeypatch):
     monkeypatch.setattr(sys, "getrecursionlimit", lambda: 10**7)  # the check runs above 6,000
     top = jsonnest.MAX_JSON_NESTING
-    assert top == 6000
+    assert top == 3000
     jsonnest.check_json_nesting("[" * top + "]" * top, "graph.json")  # at the ceiling
     for raw in ('{"a": ' + "[" * top + "]" * top + "}", b'{"a": ' + b"[" * top + b"]" * top + b"}"):
         with pytest.raises(safeload.LimitExceededError) as info:
             jsonnest.check_json_nesting(raw, "graph.json")
         assert info.value.actual == top + 1
-    # bytes that are not UTF-8: every opener counts (no string is trusted to hide any)
+    # bytes json would not decode either are refused here, without guessing at their nesting
     with pytest.raises(safeload.LimitExceededError) as info:
         jsonnest.check_json_nesting(b'"\xff' + b"[" * top + b'"[]', "schema.json")
-    assert info.value.actual == top + 1
+    assert info.value.actual is None and "not decodable" in str(info.value)
 
 
 def _depth(value) -> int:
@@ -184,3 +184,61 @@ def test_scan_and_inspect_refuse_deep_json_without_crashing(tmp_path, command):
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = {"scan": "report False", "inspect": "refused LimitExceededError"}[command]
     assert proc.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(("levels", "expected"), [(990, "loaded"), (1450, "refused")])
+def test_tuples_whose_handler_is_python_nest_within_a_1_mib_stack(tmp_path, levels, expected):
+    # review 7: each {"$": "tuple"} level calls its Python handler from the C walk, a new
+    # interpreter frame (~740 bytes): 1,450 levels crashed a 1 MiB thread under the 2,000 cap
+    node = "1"
+    for _ in range(levels):
+        node = '{"$": "tuple", "v": [' + node + "]}"
+    out = _load_in_child(tmp_path, _with_graph(_graph(node)), stack=1 << 20)
+    assert out == ("loaded" if expected == "loaded" else f"refused max_depth {MAX_NESTING}")
+
+
+def test_utf16_json_is_measured_as_json_reads_it(monkeypatch):
+    # review 7: BOM-less UTF-16 read as UTF-8 hid every bracket inside a fake string (U+2200
+    # is the bytes 00 22 in UTF-16-LE), so 200,000 levels measured 1 and crashed json
+    monkeypatch.setattr(sys, "getrecursionlimit", lambda: 10**7)
+    n = jsonnest.MAX_JSON_NESTING + 1
+    text = '["\u2200' + '", ' + "[" * n + "]" * n + "]"
+    for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "utf-16", "utf-8"):
+        assert json.detect_encoding(text.encode(codec)).replace("-sig", "") in (codec, "utf-8")
+        with pytest.raises(safeload.LimitExceededError) as info:
+            jsonnest.check_json_nesting(text.encode(codec), "schema.json")
+        assert info.value.actual == n + 1, codec
+
+
+def test_a_utf16_skops_schema_nested_past_the_c_stack_is_refused(tmp_path):
+    n = 150_000
+    text = '{"a": ["\u2200", ' + "[" * n + "]" * n + "]}"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("schema.json", text.encode("utf-16-le"))
+    assert _load_in_child(tmp_path, buf.getvalue()).startswith("refused")
+
+
+def test_a_deep_probe_sidecar_does_not_crash_convert(tmp_path):
+    # review 7: convert read <stem>.probe.json (beside the model, as untrusted) with json.load
+    import pickle
+
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+    n = 200_000
+    (tmp_path / "model.probe.json").write_text('{"calls": ' + "[" * n + "]" * n + "}")
+    script = (
+        "import sys, os; sys.setrecursionlimit(10**6); import safeload\n"
+        "r = safeload.convert(sys.argv[1], sys.argv[2]); print(r.status)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "model.pkl"), str(tmp_path / "o.safeload")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() != "converted"  # the reference could not be read: not verified
+    assert not (tmp_path / "o.safeload").exists()

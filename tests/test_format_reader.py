@@ -296,3 +296,19 @@ def test_an_array_numpy_cannot_allocate_is_the_total_array_limit(forest_file, mo
         safeload.load(path)
     assert info.value.limit == "max_total_array_bytes"
     assert info.value.allowed == Limits().max_total_array_bytes
+
+
+def test_an_allocation_failing_in_a_hashing_thread_is_the_total_array_limit(monkeypatch):
+    # review 7: a MemoryError re-raised by finish() from the hashlib worker escaped the load
+    data = safeload.dumps({"a": np.arange(300_000.0)})  # in memory: hashed on a thread
+    monkeypatch.setattr(archive, "_blockhash", None)
+    monkeypatch.setattr(archive, "_THREAD_HASH", 1)
+
+    def failing(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(archive._HashThread, "digest", failing)
+    monkeypatch.setattr(archive._BlockHasher, "finish", failing)
+    with pytest.raises(safeload.LimitExceededError) as info:
+        safeload.loads(data)
+    assert info.value.limit == "max_total_array_bytes"

@@ -975,6 +975,8 @@ def read_arrays(
                     found = found.resolve(done)
                 if found != expected(members[name]):
                     bad.append(name)
+        except MemoryError as exc:  # in a hashing thread (review 7): a limit, as elsewhere
+            raise _out_of_memory("an array member", limits) from exc
         finally:
             if serial is not None:
                 serial.shutdown(wait=True)
