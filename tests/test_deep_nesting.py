@@ -242,3 +242,36 @@ def test_a_deep_probe_sidecar_does_not_crash_convert(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() != "converted"  # the reference could not be read: not verified
     assert not (tmp_path / "o.safeload").exists()
+
+
+@pytest.mark.parametrize(("levels", "expected"), [(900, "dumped loaded"), (300_000, "refused")])
+def test_dump_writes_no_deeper_than_load_reads(tmp_path, levels, expected):
+    # review 7: dump honoured a raised max_depth with no ceiling; json.dumps then overflowed
+    # the C stack, and a file between the two ceilings was written but could not be loaded
+    script = """
+import sys, threading
+sys.setrecursionlimit(10**7)
+import safeload
+obj = []
+for _ in range(int(sys.argv[1])):
+    obj = [obj]
+limits = safeload.Limits(max_depth=10**8, max_items=10**9)
+def run():
+    try:
+        data = safeload.dumps(obj, limits=limits)
+        print("dumped", end=" ")
+        safeload.loads(data, limits=limits)
+        print("loaded")
+    except safeload.LimitExceededError as exc:
+        print("refused", exc.allowed)
+threading.stack_size(1 << 20)
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(levels)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    want = expected if expected != "refused" else f"refused {MAX_NESTING}"
+    assert proc.stdout.strip() == want

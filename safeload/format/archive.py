@@ -29,7 +29,7 @@ from numpy.lib import format as npformat
 
 from ..build import Builder
 from ..errors import FormatError, IntegrityError, LimitExceededError
-from ..jsonnest import check_json_nesting
+from ..jsonnest import MAX_VALUE_NESTING, check_json_nesting
 from ..limits import Limits
 from ..policy import Policy
 from ..source import SafeloadLoadIOError, Source
@@ -317,7 +317,10 @@ def write_archive(
     hasher = _Hasher()
     state = _WriteState(writer, methods[compression], hasher)
     try:
-        encoder = Encoder(policy, lambda i, a: _emit_array(state, i, a), limits.max_depth)
+        # no deeper than a reader decodes (review 7: deeper, json.dumps overflowed the C stack
+        # once the recursion limit was raised, and a file dump wrote could not be loaded)
+        depth = min(limits.max_depth, MAX_VALUE_NESTING)
+        encoder = Encoder(policy, lambda i, a: _emit_array(state, i, a), depth)
         doc = encoder.document(obj)
         for key, value in (extra_roots or {}).items():
             doc[key] = encoder.enc(value, 0)
