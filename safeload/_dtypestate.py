@@ -17,9 +17,63 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["dtype_state_problem"]
+__all__ = ["MAX_DTYPE_NESTING", "dtype_nesting", "dtype_state_problem"]
+
+#: Deepest nesting of structured dtypes (and of the lists, tuples and dicts that describe one)
+#: let through to numpy: its converter, comparison and repr recurse in C without a stack guard
+#: (review 7: 100,000 nested fields crashed ``dtype == dtype``).  The safe format's limit too
+#: (``format/npyio.py``); scikit-learn's deepest, a tree's node record, nests 1.
+MAX_DTYPE_NESTING = 32
 
 _ENDIAN = frozenset({"<", ">", "|", "="})
+
+
+def dtype_nesting(value: Any, limit: int = MAX_DTYPE_NESTING) -> int:
+    """How deep ``value`` nests: a ``numpy.dtype`` through its fields and subarray base, a dtype
+    description through its lists, tuples and dicts.  Iterative, and stops counting once past
+    ``limit`` (returns at most ``limit + 1``).
+
+    Parameters
+    ----------
+    value : object
+        A dtype, or what ``numpy.dtype(...)`` is called with.
+    limit : int
+
+    Returns
+    -------
+    int
+        0 for an atom (a type code, a scalar dtype's base, None).
+    """
+    import numpy as np
+
+    deepest = 0
+    stack = [(value, 1)]
+    budget = 100_000  # a wide description is measured in linear time, then reported as deep
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return limit + 1
+        if isinstance(node, np.dtype):
+            fields = node.fields
+            sub = node.subdtype
+            if not fields and sub is None:
+                continue
+            children = [f[0] for f in fields.values()] if fields else []
+            if sub is not None:
+                children.append(sub[0])
+        elif type(node) in (list, tuple):
+            children = list(node)
+        elif type(node) is dict:
+            children = list(node.values())
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _small_int(value: Any, low: int, high: int) -> bool:
@@ -85,6 +139,10 @@ def dtype_state_problem(state: Any, is_dtype: Callable[[Any], bool] | None = Non
                 return "dtype state field must be (dtype, offset[, title])"
     if len(state) == 9 and not _metadata_ok(state[8]):
         return "dtype state metadata must be a dict, or (metadata, datetime unit) for datetimes"
+    nested = [subarray[0]] if subarray is not None else []
+    nested += [value[0] for value in (fields or {}).values()]
+    if dtype_nesting(nested) > MAX_DTYPE_NESTING:
+        return f"dtype state nests dtypes more than {MAX_DTYPE_NESTING} levels deep"
     return None
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dtypestate import MAX_DTYPE_NESTING, dtype_nesting
 from ._text import describe
 from .errors import ForbiddenOperationError, LimitExceededError
 from .limits import Limits
@@ -360,6 +361,10 @@ def _np_dtype(site: CallSite) -> None:
         isinstance(spec, type) and site.is_trusted_type(spec)
     ):
         raise _forbid(site, "untrusted-argument", f"dtype spec {_describe(spec)}")
+    if dtype_nesting(spec) > MAX_DTYPE_NESTING:  # numpy converts, compares, prints recursively
+        raise _forbid(
+            site, "bad-arguments", f"a dtype nested more than {MAX_DTYPE_NESTING} levels deep"
+        )
 
 
 def _random_name(site: CallSite, name: Any) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._dtypestate import MAX_DTYPE_NESTING, dtype_nesting
 from ..limits import Limits
 from . import register
 from ._common import fail, get_array, get_int
@@ -71,6 +72,8 @@ def validate_dtype(dt: object, limits: Limits) -> None:
     """
     if not isinstance(dt, np.dtype):
         fail(dt, "is not a numpy dtype")
+    if dtype_nesting(dt) > MAX_DTYPE_NESTING:  # before numpy compares or prints it (in C)
+        fail(dt, f"a structured dtype nested more than {MAX_DTYPE_NESTING} levels deep")
     try:
         ref = _canonical(dt)
     except Exception as exc:

@@ -1,0 +1,73 @@
+"""Review 7: deeply nested values that C code walks recursively, reached through the pickle path.
+
+A pickle can build a structured dtype nested 100,000 levels deep by calling
+``numpy.dtype([("a", inner)])`` on the previous one (each call is one level, so the parse's
+``max_depth`` never sees the depth); numpy's converter, comparison and repr then recurse in C
+without a stack guard.  Dtypes now nest at most ``MAX_DTYPE_NESTING`` (32) levels, checked on
+the call's arguments, on a dtype's state and in the dtype validator.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import safeload
+from safeload._dtypestate import MAX_DTYPE_NESTING, dtype_nesting
+
+
+def _nested_dtype_stream(levels: int) -> bytes:
+    """GLOBAL numpy.dtype, memoized; then ``levels`` calls ``dtype([("a", previous)])``."""
+    return (
+        b"\x80\x02cnumpy\ndtype\nq\x00"
+        + b"h\x00]X\x01\x00\x00\x00a" * levels
+        + b"X\x02\x00\x00\x00f8"
+        + b"\x86a\x85R" * levels
+        + b"."
+    )
+
+
+def test_dtype_nesting_counts_fields_and_descriptions():
+    assert dtype_nesting(np.dtype("f8")) == 0
+    assert dtype_nesting(np.dtype([("a", "f8")])) == 1
+    assert dtype_nesting(np.dtype([("a", [("b", "f8")])])) == 2
+    assert dtype_nesting(np.dtype(("f8", (2, 3)))) == 1  # a subarray's base
+    assert dtype_nesting([("a", "f8")]) == 2  # the list, then the tuple
+    assert dtype_nesting({"names": ["a"], "formats": ["f8"]}) == 2
+
+
+def test_a_dtype_as_deep_as_allowed_loads():
+    dt = np.dtype("f8")
+    for _ in range(MAX_DTYPE_NESTING):
+        dt = np.dtype([("a", dt)])
+    assert dtype_nesting(dt) == MAX_DTYPE_NESTING
+    assert safeload.loads(pickle.dumps(dt)) == dt
+    arr = np.zeros(3, dt)
+    assert safeload.loads(pickle.dumps(arr)).dtype == dt
+
+
+def test_a_dtype_built_one_level_per_call_is_refused_past_the_bound():
+    with pytest.raises(safeload.ForbiddenOperationError, match="nested more than 32"):
+        safeload.loads(_nested_dtype_stream(40))
+
+
+def test_a_dtype_nested_100000_levels_does_not_crash(tmp_path):
+    path = tmp_path / "deep_dtype.pkl"
+    path.write_bytes(_nested_dtype_stream(100_000))
+    script = (
+        "import sys; sys.setrecursionlimit(10**7); import safeload\n"
+        "limits = safeload.Limits(max_depth=10**8, max_items=10**9)\n"
+        "try:\n"
+        "    safeload.load(sys.argv[1], limits=limits); print('loaded')\n"
+        "except safeload.SafeloadError as exc:\n"
+        "    print('refused', type(exc).__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "refused ForbiddenOperationError"
