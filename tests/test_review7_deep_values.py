@@ -71,3 +71,47 @@ def test_a_dtype_nested_100000_levels_does_not_crash(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "refused ForbiddenOperationError"
+
+
+def test_a_deep_value_in_a_validation_message_is_described_not_rendered(tmp_path):
+    # review 7: validators formatted file values with {value!r:.80}, which renders the whole
+    # repr first: a 300,000-deep list as KNeighborsClassifier._fit_method crashed the load
+    n = 300_000
+    path = tmp_path / "knn.pkl"
+    path.write_bytes(
+        b"\x80\x02csklearn.neighbors._classification\nKNeighborsClassifier\n)\x81}("
+        b"X\x06\x00\x00\x00_fit_XK\x01X\x0b\x00\x00\x00_fit_method"
+        + b"]" * n
+        + b"a" * (n - 1)
+        + b"ub."
+    )
+    script = (
+        "import sys; sys.setrecursionlimit(10**7); import safeload\n"
+        "limits = safeload.Limits(max_depth=10**8, max_items=10**9)\n"
+        "try:\n"
+        "    safeload.load(sys.argv[1], limits=limits); print('loaded')\n"
+        "except safeload.SafeloadError as exc:\n"
+        "    print(type(exc).__name__, str(exc))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("ValidationError ")
+    assert "_fit_method = [[[[...]]]] is not one of" in proc.stdout
+
+
+def test_no_validator_or_migration_renders_a_file_value_with_repr():
+    # the family: every message about file content goes through _text.describe
+    import pathlib
+    import re
+
+    root = pathlib.Path(safeload.__file__).parent
+    found = [
+        f"{path.relative_to(root)}:{n}"
+        for sub in ("validate", "migrate")
+        for path in sorted((root / sub).glob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"!r:\.\d+\}|\brepr\(", line)
+    ]
+    assert found == []

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._text import describe
 from ..errors import FormatError, LimitExceededError, UntrustedTypesError
 from ..policy import Policy, format_name
 from .npyio import descr_to_json
@@ -454,5 +455,5 @@ def _naming_problem(obj: Any, pair: tuple[str, str]) -> str | None:
         if target is None:
             break
     if target is not obj:
-        return f"the name does not lead back to the object ({obj!r:.60})"
+        return f"the name does not lead back to the object ({describe(obj, 60)})"
     return None

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._text import describe
 from ._common import add_defaults, as_state, legacy_of, rename
 from ._registry import migration
 
@@ -353,7 +354,9 @@ def cy_half_binomial_loss(call: Any, ctx: Any) -> Any:
         and isinstance(args[1], int)
         and (len(args) == 2 or args[2] in (None, ()))
     ):
-        raise ctx.refuse("cy-loss-state", f"unexpected CyHalfBinomialLoss pickle: {args!r:.80}")
+        raise ctx.refuse(
+            "cy-loss-state", f"unexpected CyHalfBinomialLoss pickle: {describe(args, 80)}"
+        )
     return CyHalfBinomialLoss()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._text import describe
 from ._common import legacy_of
 from ._registry import migration
 
@@ -57,7 +58,7 @@ def predict_scorer(standin: Any, ctx: Any) -> Any:
     """
     state = standin.state
     if type(state) is not dict or not {"_score_func", "_sign", "_kwargs"} <= set(state):
-        raise ctx.refuse("scorer-state", f"unexpected _PredictScorer state: {state!r:.80}")
+        raise ctx.refuse("scorer-state", f"unexpected _PredictScorer state: {describe(state, 80)}")
     sign, kwargs = state["_sign"], state["_kwargs"]
     if sign not in (1, -1) or type(kwargs) is not dict:
         raise ctx.refuse("scorer-state", "_PredictScorer with a bad sign or kwargs")

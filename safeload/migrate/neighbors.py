@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._text import describe
 from ._registry import migration
 
 EUCLIDEAN = "sklearn.metrics._dist_metrics.EuclideanDistance"
@@ -30,7 +31,9 @@ def euclidean_distance(standin: Any, ctx: Any) -> Any:
     """
     state = standin.state
     if not (type(state) is tuple and len(state) == 3 and state[0] == 2.0):
-        raise ctx.refuse("euclidean-state", f"unexpected EuclideanDistance state: {state!r:.80}")
+        raise ctx.refuse(
+            "euclidean-state", f"unexpected EuclideanDistance state: {describe(state, 80)}"
+        )
     from sklearn.metrics import DistanceMetric
 
     return DistanceMetric.get_metric("euclidean")
@@ -81,7 +84,7 @@ def kd_tree_binary_tree(standin: Any, ctx: Any) -> Any:
     """
     state = standin.state
     if not (type(state) is tuple and len(state) in (_OLD_TREE_STATE_LEN, 13)):
-        raise ctx.refuse("kd-tree-state", f"unexpected BinaryTree state: {state!r:.80}")
+        raise ctx.refuse("kd-tree-state", f"unexpected BinaryTree state: {describe(state, 80)}")
     if len(state) == 13 and state[12] is not None:
         raise ctx.refuse("kd-tree-state", "BinaryTree with sample weights (no KD-tree has them)")
     from sklearn.neighbors import KDTree

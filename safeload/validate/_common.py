@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .._text import describe
 from ..errors import ValidationError
 
 __all__ = [
@@ -73,11 +74,8 @@ def is_type(obj: object, *names: str) -> bool:
 
 
 def _short(value: object, limit: int = 80) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # a hostile __repr__ must not escape
-        text = f"<unrepresentable {type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    # bounded: a plain repr renders a deep or memo-bombed value whole, recursing in C (review 7)
+    return describe(value, limit)
 
 
 def fail(obj: object, message: str) -> NoReturn:

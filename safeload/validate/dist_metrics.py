@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import fail, get_array, type_name
@@ -46,7 +47,7 @@ def metric_state(metric: object) -> tuple[float, np.ndarray, np.ndarray]:
         fail(metric, "state is not a (p, vec, mat, ...) tuple")
     p, vec, mat = st[0], st[1], st[2]
     if not isinstance(p, float):
-        fail(metric, f"p = {p!r} is not a float")
+        fail(metric, f"p = {describe(p)} is not a float")
     vec = get_array(metric, "vec", vec, ndim=1, dtype=np.float64)
     mat = get_array(metric, "mat", mat, ndim=2, dtype=np.float64)
     return p, vec, mat

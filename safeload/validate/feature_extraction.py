@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import MISSING, as_int_array, fail, get_int, state
@@ -71,7 +72,7 @@ def _check_vocab(est: object, vocab: object, limits: Limits) -> int:
         term = list(vocab)[k]
         fail(
             est,
-            f"vocabulary_[{term!r:.60}] = {int(values[k])} is outside [0, {n}) (len(vocabulary_))",
+            f"vocabulary_[{describe(term, 60)}] = {int(values[k])} is outside [0, {n}) (len(vocabulary_))",
         )
     counts = np.bincount(values, minlength=n)
     if (counts != 1).any():

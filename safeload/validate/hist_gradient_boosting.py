@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import (
@@ -286,7 +287,7 @@ def validate_bin_mapper(mapper: object, limits: Limits) -> None:
                 k = int(np.argmax(~ok))
                 fail(
                     mapper,
-                    f"bin_thresholds_[{f}][{k}] = {thr[k]!r} is not a category code in [0, 255] "
+                    f"bin_thresholds_[{f}][{k}] = {describe(thr[k])} is not a category code in [0, 255] "
                     "(feature is categorical)",
                 )
 

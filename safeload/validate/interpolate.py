@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import MISSING, fail, get_array, get_int, state, type_name
@@ -65,7 +66,7 @@ def validate_bspline(spl: object, limits: Limits) -> None:
     get_int(spl, "axis", d.get("axis", 0), 0, c.ndim - 1)
     extrapolate = d.get("extrapolate", True)
     if not (isinstance(extrapolate, bool | np.bool_) or extrapolate == "periodic"):
-        fail(spl, f"extrapolate = {extrapolate!r:.60} is not a bool or 'periodic'")
+        fail(spl, f"extrapolate = {describe(extrapolate, 60)} is not a bool or 'periodic'")
     asarray = d.get("_asarray", MISSING)
     if asarray is not MISSING:
         name = f"{getattr(asarray, '__module__', '?')}.{getattr(asarray, '__qualname__', '?')}"

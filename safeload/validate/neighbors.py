@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import MISSING, check_flag, check_range, fail, get_array, get_int, is_type, state
@@ -203,13 +204,13 @@ def validate_neighbors(est: object, limits: Limits) -> None:
         return
     method = d.get("_fit_method", MISSING)
     if method not in _FIT_METHODS:
-        fail(est, f"_fit_method = {method!r:.80} is not one of {_FIT_METHODS}")
+        fail(est, f"_fit_method = {describe(method, 80)} is not one of {_FIT_METHODS}")
     fit_x = d["_fit_X"]
     shape = getattr(fit_x, "shape", None)
     if not isinstance(fit_x, np.ndarray) and not is_type(fit_x, "scipy.sparse._base._spbase"):
         fail(est, f"_fit_X is a {type(fit_x).__name__}, not an array")
     if not isinstance(shape, tuple) or len(shape) != 2:
-        fail(est, f"_fit_X has shape {shape!r:.80}, expected 2-D")
+        fail(est, f"_fit_X has shape {describe(shape, 80)}, expected 2-D")
     n_samples = get_int(est, "n_samples_fit_", d.get("n_samples_fit_", MISSING), 1)
     if shape[0] != n_samples:
         fail(est, f"_fit_X has {shape[0]} rows, n_samples_fit_ = {n_samples}")
@@ -219,7 +220,7 @@ def validate_neighbors(est: object, limits: Limits) -> None:
     tree = d.get("_tree", None)
     if method != "brute":
         if not is_type(tree, *BINARY_TREE_NAMES):
-            fail(est, f"_fit_method = {method!r} but _tree is a {type(tree).__name__}")
+            fail(est, f"_fit_method = {describe(method)} but _tree is a {type(tree).__name__}")
         tree_shape = tree.__getstate__()[0].shape  # type: ignore[union-attr]
         if tree_shape != shape:
             fail(est, f"_tree was built on data of shape {tree_shape}, _fit_X has {shape}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._dtypestate import MAX_DTYPE_NESTING, dtype_nesting
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import fail, get_array, get_int
@@ -77,7 +78,7 @@ def validate_dtype(dt: object, limits: Limits) -> None:
     try:
         ref = _canonical(dt)
     except Exception as exc:
-        fail(dt, f"{dt!r:.120} is not a valid dtype: {exc}")
+        fail(dt, f"{describe(dt, 120)} is not a valid dtype: {exc}")
     if (
         ref != dt
         or ref.flags != dt.flags
@@ -87,7 +88,7 @@ def validate_dtype(dt: object, limits: Limits) -> None:
     ):
         fail(
             dt,
-            f"{dt!r:.120} has flags={dt.flags}, itemsize={dt.itemsize}, "
+            f"{describe(dt, 120)} has flags={dt.flags}, itemsize={dt.itemsize}, "
             f"alignment={dt.alignment}; numpy builds flags={ref.flags}, itemsize={ref.itemsize}, "
             f"alignment={ref.alignment} from the same description",
         )

@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import as_int_array, check_range, fail, get_array, get_int, is_type, state
@@ -59,7 +60,10 @@ def _shape(obj: object, d: dict, allowed_ndim: tuple[int, ...]) -> tuple[int, ..
     if not isinstance(shape, tuple):
         fail(obj, f"_shape is a {type(shape).__name__}, not a tuple")
     if len(shape) not in allowed_ndim:
-        fail(obj, f"_shape = {shape!r:.80} has {len(shape)} dimensions, expected {allowed_ndim}")
+        fail(
+            obj,
+            f"_shape = {describe(shape, 80)} has {len(shape)} dimensions, expected {allowed_ndim}",
+        )
     return tuple(get_int(obj, f"_shape[{i}]", s, 0, 2**62) for i, s in enumerate(shape))
 
 
@@ -129,7 +133,7 @@ def _check_flags(obj: object, d: dict, indices: np.ndarray, indptr: np.ndarray) 
         if flag in d:
             value = d[flag]
             if not isinstance(value, bool | np.bool_):
-                fail(obj, f"{flag} = {value!r:.80} is not a bool")
+                fail(obj, f"{flag} = {describe(value, 80)} is not a bool")
             claims[flag] = bool(value)
     if not any(claims.values()):
         return
@@ -257,7 +261,7 @@ def validate_coo(obj: object, limits: Limits) -> None:
         arrays.append(idx)
     canonical = d.get("has_canonical_format", False)
     if not isinstance(canonical, bool | np.bool_):
-        fail(obj, f"has_canonical_format = {canonical!r:.80} is not a bool")
+        fail(obj, f"has_canonical_format = {describe(canonical, 80)} is not a bool")
     if canonical and data.shape[0] > 1:
         later = np.zeros(data.shape[0] - 1, dtype=bool)
         equal = np.ones(data.shape[0] - 1, dtype=bool)
@@ -301,7 +305,7 @@ def validate_dia(obj: object, limits: Limits) -> None:
 def _check_dtype_attr(obj: object, d: dict) -> None:
     dtype = d.get("dtype")
     if not isinstance(dtype, np.dtype) or dtype.kind not in _DATA_KINDS:
-        fail(obj, f"dtype = {dtype!r:.80} is not a numeric numpy dtype")
+        fail(obj, f"dtype = {describe(dtype, 80)} is not a numeric numpy dtype")
 
 
 @register(*_names("lil", f"{_SP}._lil._lil_base"))
@@ -394,10 +398,10 @@ def validate_dok(obj: object, limits: Limits) -> None:
         return
     for key in keys:
         if type(key) is not tuple or len(key) != 2:
-            fail(obj, f"_dict key {key!r:.80} is not a (row, col) tuple")
+            fail(obj, f"_dict key {describe(key, 80)} is not a (row, col) tuple")
     flat = as_int_array(obj, "_dict keys", itertools.chain.from_iterable(keys)).reshape(-1, 2)
     for axis in (0, 1):
         bad = (flat[:, axis] < 0) | (flat[:, axis] >= shape[axis])
         if bad.any():
             k = int(np.argmax(bad))
-            fail(obj, f"_dict key {keys[k]!r:.80} is outside the shape {shape}")
+            fail(obj, f"_dict key {describe(keys[k], 80)} is outside the shape {shape}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import register
 from ._common import MISSING, check_range, fail, get_array, get_int, is_type, state
@@ -82,11 +83,11 @@ def validate_libsvm(est: object, limits: Limits) -> None:
         return
     impl = d.get("_impl", getattr(type(est), "_impl", None))
     if impl not in LIBSVM_IMPL:
-        fail(est, f"_impl = {impl!r:.80} is not one of {LIBSVM_IMPL}")
+        fail(est, f"_impl = {describe(impl, 80)} is not one of {LIBSVM_IMPL}")
     svm_type = LIBSVM_IMPL.index(impl)
     sparse = d.get("_sparse", MISSING)
     if not isinstance(sparse, bool | np.bool_):
-        fail(est, f"_sparse = {sparse!r:.80} is not a bool")
+        fail(est, f"_sparse = {describe(sparse, 80)} is not a bool")
     kernel = d.get("kernel", getattr(type(est), "kernel", None))
     precomputed = callable(kernel) or kernel == "precomputed"
 
@@ -102,7 +103,7 @@ def validate_libsvm(est: object, limits: Limits) -> None:
     support = _vec(est, "support_", d["support_"], np.int32)
     shape_fit = d.get("shape_fit_", MISSING)
     if not isinstance(shape_fit, tuple) or not shape_fit:
-        fail(est, f"shape_fit_ = {shape_fit!r:.80} is not a shape tuple")
+        fail(est, f"shape_fit_ = {describe(shape_fit, 80)} is not a shape tuple")
     n_train = get_int(est, "shape_fit_[0]", shape_fit[0], 1)
     check_range(est, "support_", support, 0, n_train)
 
@@ -142,7 +143,10 @@ def validate_libsvm(est: object, limits: Limits) -> None:
         n_sv = indptr.shape[0] - 1
         sv_shape = sv_d.get("_shape")
         if not isinstance(sv_shape, tuple) or len(sv_shape) != 2 or sv_shape[0] != n_sv:
-            fail(est, f"support_vectors_ has shape {sv_shape!r:.80} and {n_sv} rows in indptr")
+            fail(
+                est,
+                f"support_vectors_ has shape {describe(sv_shape, 80)} and {n_sv} rows in indptr",
+            )
         if n_in is not MISSING and sv_shape[1] != get_int(est, "n_features_in_", n_in, 1):
             fail(est, f"support_vectors_ has {sv_shape[1]} columns, n_features_in_ = {n_in}")
         if support.shape[0] != n_sv:

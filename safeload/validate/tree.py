@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._text import describe
 from ..limits import Limits
 from . import ValidationBatch, register, register_final
 from ._common import (
@@ -416,7 +417,7 @@ def validate_gradient_boosting(est: object, limits: Limits) -> None:
             fail(
                 est,
                 f"init_ must predict {n_trees} class probabilities (n_trees_per_iteration_), "
-                f"its classes_ is {classes!r:.80}",
+                f"its classes_ is {describe(classes, 80)}",
             )
 
 
