@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._text import describe
+
 __all__ = ["MAX_DTYPE_NESTING", "dtype_nesting", "dtype_state_problem"]
 
 #: Deepest nesting of structured dtypes (and of the lists, tuples and dicts that describe one)
@@ -105,7 +107,7 @@ def dtype_state_problem(state: Any, is_dtype: Callable[[Any], bool] | None = Non
         return "a dtype state is a tuple of 8 or 9 items"
     version, endian, subarray, names, fields, elsize, alignment, flags = state[:8]
     if type(version) is not int or version != len(state) - 5:
-        return f"dtype state version {version!r} with {len(state)} items"
+        return f"dtype state version {describe(version, 40)} with {len(state)} items"
     if type(endian) is not str or endian not in _ENDIAN:
         return "dtype state endianness must be one of < > | ="
     if not (_small_int(elsize, -1, 1 << 31) and _small_int(alignment, -1, 1 << 16)):
