@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._dtypestate import dtype_state_problem
-from ._hashing import MAX_KEY_NESTING, collision_probes, key_nesting
+from ._hashing import check_key_nesting, collision_probes
 from .constraints import CallSite, Replace, _class_call_without_arguments, rule_for
 from .errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from .graph import ATOMIC_TYPES, OP_BUILD, OP_EXTEND, OP_SETITEM, Call, Global, New
@@ -169,6 +169,7 @@ class Builder:
             keys_atomic, values_atomic = _dict_atomic(obj)
             if not keys_atomic:
                 items = [(build(k, depth), build(v, depth)) for k, v in obj.items()]
+                check_key_nesting([k for k, _ in items], "a dict")  # rebuilt: not yet measured
                 obj.clear()
                 obj.update(items)
             elif not values_atomic:
@@ -196,6 +197,7 @@ class Builder:
             self._count(len(obj))
             if not _all_atomic(obj):
                 items = [build(item, depth) for item in obj]
+                check_key_nesting(items, "a set")
                 obj.clear()
                 obj.update(items)
             return obj
@@ -203,7 +205,12 @@ class Builder:
             return self._payload(obj, key)
         if tp is frozenset:
             self._count(len(obj))
-            result = obj if _all_atomic(obj) else frozenset([build(item, depth) for item in obj])
+            if _all_atomic(obj):
+                result = obj
+            else:
+                items = [build(item, depth) for item in obj]
+                check_key_nesting(items, "a frozenset")
+                result = frozenset(items)
             memo[key] = result
             return result
         raise FormatError(
@@ -345,15 +352,7 @@ class Builder:
                 return verdict.value
         if args and pair in _HASHING_CONSTRUCTORS:
             # the items as they are: a pair's nesting is its key's plus one (conservative)
-            depth = key_nesting(args[0])
-            if depth > MAX_KEY_NESTING:  # hashing them would overflow the C stack
-                raise LimitExceededError(
-                    "max_depth",
-                    depth,
-                    MAX_KEY_NESTING,
-                    f"{_name(pair)} would hash a key of {depth:,} nested tuples (CPython's "
-                    "tuple hash recurses once per level without a stack guard)",
-                )
+            check_key_nesting(args[0], _name(pair))
             # set(memoized_list) can be called many times on one list of colliding keys
             self._count(collision_probes(_keys_of(args[0])))
         return construct(func, pair, kind, args, kwargs, self.limits)
@@ -460,7 +459,9 @@ class Builder:
                             self.memo[key] = _CONSUMED
                         release_lent(views, buffers, name)
                 elif code == OP_SETITEM:
-                    obj[build(op[1], depth)] = build(op[2], depth)
+                    key = build(op[1], depth)
+                    check_key_nesting((key,), name)
+                    obj[key] = build(op[2], depth)
                 elif code == OP_EXTEND:
                     items = [build(x, depth) for x in op[1]]
                     extend = getattr(obj, "extend", None)
@@ -470,7 +471,9 @@ class Builder:
                         for x in items:
                             obj.append(x)
                 else:  # OP_ADD
-                    obj.add(build(op[1], depth))
+                    item = build(op[1], depth)
+                    check_key_nesting((item,), name)
+                    obj.add(item)
             except SafeloadError:
                 raise
             except MemoryError as exc:

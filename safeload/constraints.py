@@ -279,6 +279,7 @@ def _np_reconstruct(site: CallSite) -> None:
             "untrusted-argument",
             f"subtype must be an ndarray class (not memmap), got {_describe(subtype)}",
         )
+    _check_dtype_nesting(site, dtype)
     _check_shape(site, shape, _itemsize(dtype))
 
 
@@ -309,6 +310,7 @@ def _np_mareconstruct(site: CallSite) -> None:
         _expect_trusted_type(site, cls, role)
         if not issubclass(cls, np.ndarray) or issubclass(cls, np.memmap):
             raise _forbid(site, "untrusted-argument", f"{role} must be an ndarray class")
+    _check_dtype_nesting(site, basetype)
     _check_shape(site, baseshape, _itemsize(basetype))
 
 
@@ -352,6 +354,15 @@ def _np_frombuffer(site: CallSite) -> None:
             )
 
 
+def _check_dtype_nesting(site: CallSite, spec: Any) -> None:
+    """A dtype (or a description numpy converts into one) nested past ``MAX_DTYPE_NESTING``:
+    numpy converts, compares and prints it recursively in C (review 7)."""
+    if dtype_nesting(spec) > MAX_DTYPE_NESTING:
+        raise _forbid(
+            site, "bad-arguments", f"a dtype nested more than {MAX_DTYPE_NESTING} levels deep"
+        )
+
+
 @register("numpy:dtype")
 def _np_dtype(site: CallSite) -> None:
     if not site.args:
@@ -361,10 +372,7 @@ def _np_dtype(site: CallSite) -> None:
         isinstance(spec, type) and site.is_trusted_type(spec)
     ):
         raise _forbid(site, "untrusted-argument", f"dtype spec {_describe(spec)}")
-    if dtype_nesting(spec) > MAX_DTYPE_NESTING:  # numpy converts, compares, prints recursively
-        raise _forbid(
-            site, "bad-arguments", f"a dtype nested more than {MAX_DTYPE_NESTING} levels deep"
-        )
+    _check_dtype_nesting(site, spec)
 
 
 def _random_name(site: CallSite, name: Any) -> None:

@@ -140,3 +140,102 @@ def test_key_nesting_measures_depth_once_per_shared_tuple():
     for _ in range(100_000):
         deep = (deep,)
     assert key_nesting([deep]) == 100_000  # iterative: no RecursionError, no crash
+
+
+# ---------------------------------------------------------------- review 7, second pass
+def _memo_chain(chunks: int, per_chunk: int, as_frozenset: bool) -> bytes:
+    """``tuple(...)`` REDUCE results chained through the memo: each chunk is ``per_chunk``
+    tuples around the previous chunk's result, so neither the parse's depth limit nor the
+    pre-scan (a REDUCE result starts at depth 0) sees the real nesting, which only the
+    builder's rebuilt key has."""
+    import struct
+
+    def put(i):
+        return b"r" + struct.pack("<I", i)
+
+    def get(i):
+        return b"j" + struct.pack("<I", i)
+
+    body = b"]" + b"cbuiltins\ntuple\n" + put(0) + b"0"
+    for j in range(1, chunks + 1):
+        inner = b"K\x01" if j == 1 else get(j - 1)
+        body += get(0) + inner + b"\x85" * per_chunk + b"\x85R" + put(j) + b"a"
+    if as_frozenset:
+        return b"\x80\x04" + body + b"(" + get(chunks) + b"\x91a."
+    return b"\x80\x02" + body + b"}" + get(chunks) + b"K\x01sa."
+
+
+@pytest.mark.parametrize("as_frozenset", [False, True], ids=["dict-key", "frozenset-item"])
+def test_a_key_chained_through_reduce_results_is_refused_by_the_builder(tmp_path, as_frozenset):
+    # 320 chunks of 190: 60,800 levels, built with every default limit (a 1 MiB thread crashed)
+    out = _run(tmp_path, _memo_chain(320, 190, as_frozenset), "load")
+    assert out == f"refused max_depth {MAX_KEY_NESTING}"
+
+
+def _ref_chain_file(kind: str, chunks: int = 320, per_chunk: int = 190) -> bytes:
+    """A safe-format file whose tuples nest past the decoder's cap through ``ref`` nodes."""
+    import safeload
+
+    from . import _safezip as sz
+
+    parts, prev, nid = [], None, 2  # slots: the root dict 0, the list 1
+    for _ in range(chunks):
+        first = nid
+        inner = "1" if prev is None else '{"$":"ref","id":' + str(prev) + "}"
+        parts.append('{"$":"tuple","v":[' * per_chunk + inner + "]}" * per_chunk)
+        nid += per_chunk
+        prev = first
+    ref = '{"$":"ref","id":' + str(prev) + "}"
+    last = {
+        "set": '{"$":"set","v":[' + ref + "]}",
+        "frozenset": '{"$":"frozenset","v":[' + ref + "]}",
+        "dictkey": '{"$":"dict","items":[[' + ref + ",1]]}",
+    }[kind]
+    graph = ("[" + ",".join([*parts, last]) + "]").encode()
+    return sz.edit(
+        safeload.dumps({"x": 1}),
+        members=lambda t: t.update({sz.GRAPH: t[sz.GRAPH].replace(b'"x":1', b'"x":' + graph)}),
+    )
+
+
+@pytest.mark.parametrize("kind", ["set", "frozenset", "dictkey"])
+def test_a_key_chained_through_refs_in_a_safe_file_is_refused(tmp_path, kind):
+    path_data = _ref_chain_file(kind)
+    assert _run(tmp_path, path_data, "load") == f"refused max_depth {MAX_KEY_NESTING}"
+
+
+@pytest.mark.parametrize("scanner", ["c", "python"])
+def test_frozensets_count_in_a_keys_nesting(scanner, monkeypatch):
+    # equal keys are compared, and the comparison recurses through frozensets too
+    from safeload.limits import Limits
+    from safeload.readers import opscan
+
+    if scanner == "python":
+        monkeypatch.setattr(opscan, "_opscan", None)
+    key = b"K\x01" + b"(" * 0
+    for _ in range(600):  # frozenset then tuple, 600 times: 1,200 levels
+        key = b"(" + key + b"\x91\x85"
+    with pytest.raises(LimitExceededError) as info:
+        opscan.scan_opcodes(b"\x80\x04}" + key + b"K\x01s.", Limits(max_depth=10**8))
+    assert (info.value.limit, info.value.allowed) == ("max_depth", MAX_KEY_DEPTH)
+
+
+@pytest.mark.parametrize("which", ["_reconstruct", "_mareconstruct"])
+def test_an_array_reconstructor_refuses_a_deep_dtype_description(which):
+    # review 7: the dtype argument of numpy's reconstructors went to numpy unmeasured
+    import pickle as _pickle
+
+    import safeload
+
+    desc = "f8"
+    for _ in range(40):
+        desc = [("a", desc)]
+    described = _pickle.dumps(desc, protocol=2)[2:-1]  # the opcodes that push it
+    if which == "_reconstruct":
+        body = b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+        stream = b"\x80\x02" + body + described + b"\x87R."
+    else:
+        body = b"cnumpy.ma.core\n_mareconstruct\n(cnumpy.ma.core\nMaskedArray\ncnumpy\nndarray\n"
+        stream = b"\x80\x02" + body + b"K\x00\x85" + described + b"tR."
+    with pytest.raises(safeload.ForbiddenOperationError, match="nested more than 32"):
+        safeload.loads(stream)

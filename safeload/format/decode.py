@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._hashing import collision_probes
+from .._hashing import check_key_nesting, collision_probes
 from ..audit import audit
 from ..build import Builder, _apply_build, construct, construct_error, plain_setstate, state_error
 from ..constraints import _class_call_without_arguments
@@ -506,12 +506,14 @@ class Decoder:
             value: Any = frozenset(items) if frozen else set(items)
         elif frozen:
             built = [dec(x, depth) for x in items]
+            check_key_nesting(built, "a frozenset of graph.json")  # refs nest past the JSON's
             _check_collisions(built, self.limits)
             value = frozenset(built)
         else:
             value = set()
             self.slots[slot] = value  # a set may hold objects whose state refers back to it
             built = [dec(x, depth) for x in items]
+            check_key_nesting(built, "a set of graph.json")  # refs nest past the JSON's depth
             _check_collisions(built, self.limits)
             value.update(built)
         self.slots[slot] = value
@@ -540,6 +542,7 @@ class Decoder:
             value = {}
             self.slots.append(value)
             pairs = self._pairs(v, "items", "dict", depth)
+            check_key_nesting([pair[0] for pair in pairs], "a dict of graph.json")
             value.update(pairs)
             if len(value) != len(pairs):
                 raise _bad("G6", "a dict lists the same key twice")

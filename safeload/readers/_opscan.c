@@ -531,7 +531,8 @@ static int model_step(scan_t *s, unsigned op, uint64_t pos, int64_t arg, unsigne
             return -1;
         w = sem == S_SUM ? tuple_weight(items, count) : 1;
         c = sem == S_SUM || sem == S_ALL ? combine(classes, count) : H_OPAQUE;
-        const uint64_t d = sem == S_SUM ? tuple_depth(depths, count) : 0;
+        /* a frozenset's hash is cached, but equal keys are compared through it (review 7) */
+        const uint64_t d = sem == S_SUM || sem == S_ALL ? tuple_depth(depths, count) : 0;
         wtruncate(s, (size_t)i);
         if (NPUSH[op] > below)
             return wpush(s, w, c, d);

@@ -642,7 +642,8 @@ class _StackModel:
                 else:
                     ws.append(1)
                     cs.append(_combine(classes) if sem == _S_ALL else _H_OPAQUE)  # FROZENSET
-                    ds.append(0)  # a frozenset's hash is cached from its items' hashes
+                    # a frozenset's hash is cached, but equal keys are compared through it
+                    ds.append(_nest(depths) if sem == _S_ALL else 0)
             return
         npop = _NPOP[op]
         size = len(ws)
