@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import LimitExceededError
+
 __all__ = [
     "collision_probes",
     "CHECK_ABOVE",
@@ -116,8 +118,6 @@ def check_key_nesting(keys: Any, what: str) -> None:
     """
     depth = key_nesting(keys)
     if depth > MAX_KEY_NESTING:
-        from .errors import LimitExceededError
-
         raise LimitExceededError(
             "max_depth",
             depth,

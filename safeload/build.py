@@ -351,8 +351,9 @@ class Builder:
             if isinstance(verdict, Replace):
                 return verdict.value
         if args and pair in _HASHING_CONSTRUCTORS:
-            # the items as they are: a pair's nesting is its key's plus one (conservative)
-            check_key_nesting(args[0], _name(pair))
+            if type(args[0]) is not list or not _all_atomic(args[0]):  # strings: C-speed skip
+                # the items as they are: a pair's nesting is its key's plus one (conservative)
+                check_key_nesting(args[0], _name(pair))
             # set(memoized_list) can be called many times on one list of colliding keys
             self._count(collision_probes(_keys_of(args[0])))
         return construct(func, pair, kind, args, kwargs, self.limits)

@@ -31,6 +31,34 @@ def _nested_dtype_stream(levels: int) -> bytes:
     )
 
 
+_RAISED = """
+import sys
+sys.setrecursionlimit(10**7)
+import safeload
+limits = safeload.Limits(max_depth=10**8, max_items=10**9)
+try:
+    safeload.load(sys.argv[1], limits=limits)
+    print("loaded")
+except safeload.SafeloadError as exc:
+    print(type(exc).__name__, str(exc)) if sys.argv[2] == "message" else print(
+        "refused", type(exc).__name__
+    )
+"""
+
+
+def _load_raised(path, message: bool = False) -> str:
+    """stdout of ``safeload.load(path)`` in a child whose recursion limit and ``max_depth`` are
+    raised (a crash is a failed assertion here, not a dead test run)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _RAISED, str(path), "message" if message else "type"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_dtype_nesting_counts_fields_and_descriptions():
     assert dtype_nesting(np.dtype("f8")) == 0
     assert dtype_nesting(np.dtype([("a", "f8")])) == 1
@@ -58,19 +86,7 @@ def test_a_dtype_built_one_level_per_call_is_refused_past_the_bound():
 def test_a_dtype_nested_100000_levels_does_not_crash(tmp_path):
     path = tmp_path / "deep_dtype.pkl"
     path.write_bytes(_nested_dtype_stream(100_000))
-    script = (
-        "import sys; sys.setrecursionlimit(10**7); import safeload\n"
-        "limits = safeload.Limits(max_depth=10**8, max_items=10**9)\n"
-        "try:\n"
-        "    safeload.load(sys.argv[1], limits=limits); print('loaded')\n"
-        "except safeload.SafeloadError as exc:\n"
-        "    print('refused', type(exc).__name__)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "refused ForbiddenOperationError"
+    assert _load_raised(path).strip() == "refused ForbiddenOperationError"
 
 
 def test_a_deep_value_in_a_validation_message_is_described_not_rendered(tmp_path):
@@ -85,20 +101,9 @@ def test_a_deep_value_in_a_validation_message_is_described_not_rendered(tmp_path
         + b"a" * (n - 1)
         + b"ub."
     )
-    script = (
-        "import sys; sys.setrecursionlimit(10**7); import safeload\n"
-        "limits = safeload.Limits(max_depth=10**8, max_items=10**9)\n"
-        "try:\n"
-        "    safeload.load(sys.argv[1], limits=limits); print('loaded')\n"
-        "except safeload.SafeloadError as exc:\n"
-        "    print(type(exc).__name__, str(exc))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("ValidationError ")
-    assert "_fit_method = [[[[...]]]] is not one of" in proc.stdout
+    out = _load_raised(path, message=True)
+    assert out.startswith("ValidationError ")
+    assert "_fit_method = [[[[...]]]] is not one of" in out
 
 
 def test_no_validator_or_migration_renders_a_file_value_with_repr():
