@@ -260,6 +260,48 @@ def test_a_small_files_arrays_are_writable_views_of_its_one_read(tmp_path):
     assert path.read_bytes() == data and np.array_equal(safeload.load(path)["big"], value["big"])
 
 
+def test_graph_json_of_a_loads_own_buffer_is_parsed_in_place_and_a_maps_from_a_copy(tmp_path):
+    # raw bytes, text and parsed graph at once were a small model's peak: the load's own
+    # buffer is hashed and decoded where it lies; a shared map is still copied first, so the
+    # bytes hashed are the bytes parsed
+    import mmap
+
+    data = safeload.dumps({"words": [f"w{i}" for i in range(2000)], "a": np.arange(3.0)})
+    buf = np.frombuffer(data, np.uint8).copy()
+    member = archive.open_archive(buf, safeload.Limits()).index[archive.GRAPH]
+    view = archive._member_bytes(buf, member, 1 << 30, "max_json_bytes", share=True)
+    assert isinstance(view, memoryview) and np.shares_memory(np.asarray(view), buf)
+    assert bytes(view) == data[member.data_offset : member.data_offset + member.size]
+    copy = archive._member_bytes(buf, member, 1 << 30, "max_json_bytes")
+    assert type(copy) is bytes and copy == bytes(view)
+    assert archive._parse_json(view, "graph.json") == archive._parse_json(copy, "graph.json")
+    path = tmp_path / "m.safeload"
+    path.write_bytes(data)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        safe = archive.open_archive(mapped, safeload.Limits())
+        assert safe.doc == archive.open_archive(buf, safeload.Limits(), private=True).doc
+    calls = []
+    real = archive.open_archive
+
+    def spy(data, limits, **kw):
+        calls.append((type(data), kw.get("private")))
+        return real(data, limits, **kw)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(archive, "open_archive", spy):
+        assert safeload.load(path)["words"][1999] == "w1999"
+    assert calls == [(np.ndarray, True)]
+
+
+def test_a_bad_graph_json_in_a_loads_own_buffer_is_the_same_format_error(tmp_path):
+    view = memoryview(bytearray(b"\xef\xbb\xbf{}"))
+    with pytest.raises(FormatError, match="J1.*BOM"):
+        archive._parse_json(view, "graph.json")
+    with pytest.raises(FormatError, match="J1.*UTF-8"):
+        archive._parse_json(memoryview(b"\xff{}"), "graph.json")
+
+
 def test_a_small_file_mostly_json_copies_its_arrays_out(tmp_path):
     # viewing would keep the whole read (mostly graph.json) alive for one small array
     value = {"text": ["word"] * 20_000, "arr": np.arange(70_000, dtype=np.uint8)}

@@ -364,9 +364,16 @@ def _bad(rule: str, message: str) -> FormatError:
     return FormatError(f"safe format rule {rule}: {message}")
 
 
-def _member_bytes(data: Any, member: ZipMember, limit: int, limit_name: str) -> bytes:
+def _member_bytes(
+    data: Any, member: ZipMember, limit: int, limit_name: str, share: bool = False
+) -> bytes | memoryview:
+    """A member's (inflated) bytes: a copy, or with ``share`` a stored member as a view of
+    ``data`` (a buffer of this load's own that nothing else writes: the bytes hashed are the
+    bytes parsed either way; a copy of a file's map is what makes that so for a map)."""
     if member.size > limit:
         raise LimitExceededError(limit_name, member.size, limit, member.name)
+    if share and member.method != DEFLATED:
+        return memoryview(data)[member.data_offset : member.data_offset + member.size]
     raw = bytes(data[member.data_offset : member.data_offset + member.compressed_size])
     if member.method == DEFLATED:
         d = zlib.decompressobj(-15)
@@ -386,12 +393,24 @@ def _pairs_hook(pairs: list) -> dict:
     return out
 
 
-def _parse_json(raw: bytes, name: str, strict_keys: bool = False) -> Any:
-    gc_was_on = gc.isenabled()
+def _json_text(raw: bytes | memoryview, name: str) -> str:
+    """The text of a JSON member (UTF-8 without a BOM, as ``json.loads`` wants it)."""
     try:
-        text = raw.decode("utf-8")
+        text = str(raw, "utf-8")
         if text.startswith("\ufeff"):  # as json.loads refuses it (the decoders below would not)
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad("J1", f"{name} is not valid UTF-8 JSON: {str(exc)[:120]}") from None
+    return text
+
+
+def _parse_json(raw: bytes | memoryview, name: str, strict_keys: bool = False) -> Any:
+    return _parse_text(_json_text(raw, name), name, strict_keys)
+
+
+def _parse_text(text: str, name: str, strict_keys: bool = False) -> Any:
+    gc_was_on = gc.isenabled()
+    try:
         # parsed JSON holds no reference cycles, so the collector has nothing to find in it;
         # left on, a graph's thousands of containers trigger collections of the whole heap
         check_json_nesting(text, name)
@@ -429,7 +448,12 @@ def _check_hash(raw: bytes, name: str, manifest_members: dict) -> None:
 
 
 def open_archive(
-    data: Any, limits: Limits, *, verify: bool = True, fd: int | None = None
+    data: Any,
+    limits: Limits,
+    *,
+    verify: bool = True,
+    fd: int | None = None,
+    private: bool = False,
 ) -> SafeFile:
     """Check the structure and read the manifest and graph of a safe-format archive.
 
@@ -444,6 +468,9 @@ def open_archive(
     fd : int, optional
         A file descriptor of the file ``data`` maps: the local headers are read through it
         (:func:`.zipio.read_index`).
+    private : bool
+        ``data`` is a buffer of this load's own (:func:`_read_small`), not changed meanwhile:
+        ``graph.json`` is hashed and parsed in place instead of from a copy.
 
     Returns
     -------
@@ -469,12 +496,19 @@ def open_archive(
         raise IntegrityError([MANIFEST])
     manifest = _parse_json(manifest_raw, MANIFEST, strict_keys=True)
     check_manifest(manifest, index)
-    graph_raw = _member_bytes(data, index[GRAPH], limits.max_json_bytes, "max_json_bytes")
+    graph_raw = _member_bytes(
+        data, index[GRAPH], limits.max_json_bytes, "max_json_bytes", share=private
+    )
     if verify:
         _check_hash(graph_raw, GRAPH, manifest["members"])
     if zlib.crc32(graph_raw) != index[GRAPH].crc:
         raise IntegrityError([GRAPH])
-    doc = _parse_json(graph_raw, GRAPH)
+    # the bytes go before the parse: raw bytes, text and parsed graph at once was a load's
+    # memory peak for small models (docs/PERFORMANCE.md, session 8)
+    text = _json_text(graph_raw, GRAPH)
+    del graph_raw
+    doc = _parse_text(text, GRAPH)
+    del text
     if type(doc) is not dict or not {"globals", "dtypes", "arrays", "root"} <= doc.keys():
         raise _bad("G1", "graph.json holds globals, dtypes, arrays and root")
     if not doc.keys() <= {"globals", "dtypes", "arrays", "root", "probe"}:
@@ -1293,7 +1327,7 @@ def load_parts(
     if private:
         data = _read_small(src, len(data))  # one read of a small file beats a fault per page
     fd = src.file.fileno() if src.file is not None and isinstance(data, mmap.mmap) else None
-    safe = open_archive(data, limits, verify=check_json, fd=fd)
+    safe = open_archive(data, limits, verify=check_json, fd=fd, private=private)
     _drop_pages(data)  # the pages the index and JSON reads touched
     _context, placeholders, resolved = decode_globals(safe.doc, policy)
     mapped = None
