@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import traceback
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,10 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         ``status`` ("ok", "n/a" or "error"), ``error``, ``load_s`` (sum over files),
         ``member_s`` (seconds per file), ``load_cpu_s`` (CPU seconds of the process during the
         loads: much less than ``load_s`` means waiting, e.g. for a busy machine), ``rss_base_mib``, ``rss_peak_mib``, ``rss_delta_mib``,
-        ``peak_reset`` (bool), ``correct`` (bool or None), ``detail`` and, for scans, ``scan``
-        (the report's ``repr``, truncated).
+        ``peak_reset`` (bool), ``correct`` (bool or None), ``detail``, for scans ``scan``
+        (the report's ``repr``, truncated) and, with ``trace`` in the task (a separate, untimed
+        run: tracing slows allocation), ``traced_peak_mib``: the peak of the bytes allocated
+        through Python's and numpy's allocators during the loads (``tracemalloc``).
     """
     from benchmarks.methods import METHODS, NOT_AVAILABLE
 
@@ -176,6 +179,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     base = current_rss_mib()
     file_base = file_rss_mib()
     profiler = _start_profiler() if task.get("profile") else None
+    if task.get("trace"):
+        tracemalloc.start()
     try:
         for member, path in task["files"].items():
             c0, t0 = time.process_time(), time.perf_counter()
@@ -190,6 +195,12 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         out["traceback"] = traceback.format_exc()[-2000:]
     peak = peak_rss_mib()
     file_end = file_rss_mib()
+    if task.get("trace"):
+        # every allocation through Python's allocators, numpy's array data included (numpy
+        # reports it to tracemalloc), whatever pages the allocator reused: the load's own
+        # allocation peak, without the heap state the RSS readings depend on
+        out["traced_peak_mib"] = tracemalloc.get_traced_memory()[1] / MIB
+        tracemalloc.stop()
     if profiler is not None:
         _stop_profiler(profiler, Path(task["profile"]), task)
     out.update(

@@ -79,6 +79,7 @@ def model_table(name: str, model: dict[str, Any]) -> str:
         "load ΔRSS MiB",
         "ΔRSS excl. file pages MiB",
         "peak RSS MiB",
+        "traced peak MiB",
         "outputs",
     ]
     lines = [
@@ -109,6 +110,7 @@ def model_table(name: str, model: dict[str, Any]) -> str:
                 _cell(row.get("rss_delta_mib"), r.get("rss_delta")),
                 _cell(row.get("rss_private_mib"), r.get("rss_private")),
                 _cell(row.get("rss_peak_mib"), r.get("rss_peak")),
+                _cell(row.get("traced_peak_mib"), r.get("traced_peak")),
                 _outputs(row),
             ]
             if row.get("correct") is False:
@@ -212,7 +214,9 @@ def markdown(results: dict[str, Any]) -> str:
         "of the per-round ratio). `load ΔRSS` is peak RSS during the load minus the RSS after "
         "imports, in a fresh process per load; `ΔRSS excl. file pages` subtracts the "
         "file-backed pages the load added (shared-library code run for the first time, mapped "
-        "files); `peak RSS` is absolute. See `benchmarks/README.md`.",
+        "files); `peak RSS` is absolute; `traced peak` is the peak of the bytes the load "
+        "allocated through Python's and numpy's allocators (`tracemalloc`, one untimed load "
+        "per method), whatever free pages the allocator reused. See `benchmarks/README.md`.",
         "",
         "### Load time ÷ pickle",
         "",

@@ -184,6 +184,22 @@ def run_model(name: str, methods: list[Method], opts: dict[str, Any], runner, lo
                 row.update(status=res["status"], reason=res.get("error", ""))
                 log(f"  {m.name}: {res['status']}: {res.get('error', '')}")
 
+    # one more load per method under tracemalloc: allocation peaks are deterministic, so one
+    # untimed round is enough (tracing slows allocation: never mixed with the timed rounds)
+    for m in methods:
+        row = rows[m.name]
+        if row["status"] != "ok" or m.kind != "load":
+            continue
+        task = {
+            "method": m.name,
+            "files": {mem: str(file_path(files_dir, m, mem)) for mem in members},
+            "modules": modules,
+            "key": None,
+            "trace": True,
+        }
+        res = runner.run(task)
+        row["traced_peak_mib"] = res.get("traced_peak_mib") if res["status"] == "ok" else None
+
     for m in methods:
         row = rows[m.name]
         _aggregate(row, dumps.get(m.name, {}), file_path(files_dir, m, members[0]).parent, m)
@@ -242,6 +258,11 @@ def _add_ratios(rows: dict[str, dict[str, Any]]) -> None:
         ratios["size"] = (
             row["size_bytes"] / base["size_bytes"]
             if row.get("size_bytes") and base.get("size_bytes")
+            else None
+        )
+        ratios["traced_peak"] = (
+            row["traced_peak_mib"] / base["traced_peak_mib"]
+            if row.get("traced_peak_mib") and base.get("traced_peak_mib")
             else None
         )
         row["ratios"] = ratios
