@@ -215,8 +215,8 @@ def markdown(results: dict[str, Any]) -> str:
         "imports, in a fresh process per load; `ΔRSS excl. file pages` subtracts the "
         "file-backed pages the load added (shared-library code run for the first time, mapped "
         "files); `peak RSS` is absolute; `traced peak` is the peak of the bytes the load "
-        "allocated through Python's and numpy's allocators (`tracemalloc`, one untimed load "
-        "per method), whatever free pages the allocator reused. See `benchmarks/README.md`.",
+        "allocated through Python's and numpy's allocators (`tracemalloc`, one more untimed "
+        "load per method), whatever free pages the allocator reused. See `benchmarks/README.md`.",
         "",
         "### Load time ÷ pickle",
         "",

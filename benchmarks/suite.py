@@ -184,11 +184,12 @@ def run_model(name: str, methods: list[Method], opts: dict[str, Any], runner, lo
                 row.update(status=res["status"], reason=res.get("error", ""))
                 log(f"  {m.name}: {res['status']}: {res.get('error', '')}")
 
-    # one more load per method under tracemalloc: allocation peaks are deterministic, so one
-    # untimed round is enough (tracing slows allocation: never mixed with the timed rounds)
+    # one more load per load (and limit) method under tracemalloc: allocation peaks are
+    # deterministic, so one untimed round is enough (tracing slows allocation: never mixed
+    # with the timed rounds)
     for m in methods:
         row = rows[m.name]
-        if row["status"] != "ok" or m.kind != "load":
+        if row["status"] != "ok" or m.kind == "scan":
             continue
         task = {
             "method": m.name,
@@ -199,6 +200,8 @@ def run_model(name: str, methods: list[Method], opts: dict[str, Any], runner, lo
         }
         res = runner.run(task)
         row["traced_peak_mib"] = res.get("traced_peak_mib") if res["status"] == "ok" else None
+        if res["status"] != "ok":
+            log(f"  {m.name}: traced load {res['status']}: {res.get('error', '')}")
 
     for m in methods:
         row = rows[m.name]

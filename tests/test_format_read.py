@@ -366,3 +366,10 @@ def test_local_headers_read_through_the_file_give_the_same_index_and_errors(tmp_
     path.write_bytes(bytes(hostile))
     with pytest.raises(FormatError, match="rule Z8: arrays/000001.npy: local header disagrees"):
         safeload.load(path)
+
+
+def test_an_unknown_graph_key_is_named_even_when_it_sorts_after_the_known_ones():
+    # review 8: the message listed sorted(all keys)[:4], which cut off a key sorting last
+    data = sz.edit(safeload.dumps([1, 2]), graph=lambda g: g.update({"zz": 0}))
+    with pytest.raises(FormatError, match=r"G1: graph.json has unknown keys \['zz'\]"):
+        archive.open_archive(data, safeload.Limits())

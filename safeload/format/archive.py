@@ -511,8 +511,9 @@ def open_archive(
     del text
     if type(doc) is not dict or not {"globals", "dtypes", "arrays", "root"} <= doc.keys():
         raise _bad("G1", "graph.json holds globals, dtypes, arrays and root")
-    if not doc.keys() <= {"globals", "dtypes", "arrays", "root", "probe"}:
-        raise _bad("G1", f"graph.json has unknown keys {sorted(doc.keys())[:4]}")
+    unknown = doc.keys() - {"globals", "dtypes", "arrays", "root", "probe"}
+    if unknown:  # the unknown ones: sorted with the known, a fifth key was cut off the message
+        raise _bad("G1", f"graph.json has unknown keys {sorted(unknown)[:4]}")
     arrays = doc["arrays"]
     if type(arrays) is not list:
         raise _bad("G1", "'arrays' is a list")
