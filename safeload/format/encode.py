@@ -16,6 +16,7 @@ import pickle
 import sys
 import types
 from collections.abc import Callable
+from math import isfinite
 from typing import Any
 
 import numpy as np
@@ -218,7 +219,22 @@ class Encoder:
                 if values.size and values.min() >= -(2**31) and values.max() < 2**31:
                     values = values.astype(np.int32)  # vocabulary indices: half the bytes
                 return {"$": "dict", "k": list(obj), "vi": enc(values, depth)}
-            return {"$": "dict", "v": {k: enc(v, depth) for k, v in obj.items()}}
+            # atoms written as they are without a call of enc each (an estimator's params):
+            # the same values enc returns for them
+            out = {}
+            for k, v in obj.items():
+                tp = type(v)
+                if (
+                    tp is str
+                    or tp is bool
+                    or v is None
+                    or (tp is int and -_INT64 <= v < _INT64)
+                    or (tp is float and isfinite(v))
+                ):
+                    out[k] = v
+                else:
+                    out[k] = enc(v, depth)
+            return {"$": "dict", "v": out}
         return {"$": "dict", "items": [[enc(k, depth), enc(v, depth)] for k, v in obj.items()]}
 
     def _set(self, obj: Any, depth: int) -> dict:
@@ -291,17 +307,22 @@ class Encoder:
             items = [enc(x, depth) for x in obj.ravel(order=order).tolist()]
             self._in_args.discard(id(obj))
             return {"$": "objarray", "shape": list(obj.shape), "order": order, "v": items}
-        if obj.dtype.itemsize == 0:
-            raise FormatError(f"arrays of the zero-size dtype {obj.dtype} cannot be stored")
-        if obj.flags.c_contiguous:
+        dtype = obj.dtype
+        if dtype.itemsize == 0:
+            raise FormatError(f"arrays of the zero-size dtype {dtype} cannot be stored")
+        flags = obj.flags
+        if flags.c_contiguous:
             order, arr = "C", obj
-        elif obj.flags.f_contiguous:
+        elif flags.f_contiguous:
             order, arr = "F", obj
         else:
             order, arr = "C", np.ascontiguousarray(obj)
-        dtype_index = self._dtype_of(arr.dtype)
-        self._new_id(obj)
-        if arr.nbytes < POOL_BELOW and arr.dtype.itemsize:
+        dtype_index = self._dtype_index.get(dtype)
+        if dtype_index is None:
+            dtype_index = self._dtype_of(dtype)
+        self._memo[id(obj)] = len(self._kept)  # _new_id(obj), inline: one per array
+        self._kept.append(obj)
+        if arr.nbytes < POOL_BELOW:
             # a small array goes into its dtype's pool: one member for many arrays (§4.4)
             pool = self._pools.get(dtype_index)
             if pool is None:
