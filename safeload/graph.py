@@ -53,7 +53,8 @@ class ParseContext:
     Attributes
     ----------
     globals : dict of (str, str) to type
-        Placeholder class per global, in the order the stream first named them.
+        Placeholder class per global (a :class:`GlobalRef` for a safe-format file), in the
+        order the stream first named them.
     forbidden : list of (str, str)
         ``(operation, detail)`` for constructs safeload never allows (BUILD on a class,
         persistent ids ...), recorded so the audit can report them with the untrusted names.
@@ -76,7 +77,7 @@ class ParseContext:
     )
 
     def __init__(self) -> None:
-        self.globals: dict[tuple[str, str], type] = {}
+        self.globals: dict[tuple[str, str], type | GlobalRef] = {}
         self.global_order: list[tuple[str, str]] = []
         #: Byte offset of the opcode behind each entry of ``global_order`` (same length), filled
         #: by the pure-Python (joblib) reader only: offsets in the decompressed stream, ``None``
@@ -104,6 +105,41 @@ class ParseContext:
             )
             self.globals[key] = cls
         return cls
+
+    def reference(self, module: str, qualname: str) -> GlobalRef:
+        """Return the :class:`GlobalRef` for a global a safe-format file names (one per
+        distinct pair), recorded as :meth:`placeholder` records it; imports nothing.
+
+        Nothing calls a safe-format global during the parse, so it needs no placeholder class
+        (creating one costs ~6 µs and a reference cycle per global per load).
+        """
+        key = (module, qualname)
+        self.global_order.append(key)
+        ref = self.globals.get(key)
+        if ref is None:
+            if type(module) is not str or type(qualname) is not str:
+                raise TypeError("global names must be str")
+            ref = self.globals[key] = GlobalRef(module, qualname)
+        return ref  # type: ignore[return-value]
+
+
+class GlobalRef:
+    """A global named by a safe-format file (:meth:`ParseContext.reference`): its module and
+    qualname, what the audit and :meth:`safeload.build.Builder.plan` read of a placeholder.
+
+    Parameters
+    ----------
+    module, qualname : str
+    """
+
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module: str, qualname: str) -> None:
+        self.module = module
+        self.qualname = qualname
+
+    def __repr__(self) -> str:
+        return f"<global {self.module}.{self.qualname}>"
 
 
 class GlobalMeta(type):

@@ -193,7 +193,7 @@ def decode_globals(doc: dict, policy: Policy) -> tuple[ParseContext, list[type],
         A malformed table (rule G2).
     """
     context = ParseContext()
-    placeholders = [context.placeholder(*pair) for pair in check_globals_table(doc)]
+    placeholders = [context.reference(*pair) for pair in check_globals_table(doc)]
     resolved = audit(context, policy)
     return context, placeholders, resolved
 
