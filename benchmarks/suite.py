@@ -163,19 +163,17 @@ def run_model(name: str, methods: list[Method], opts: dict[str, Any], runner, lo
             row.update(status=writer["status"], reason=writer.get("reason", ""))
         rows[m.name] = row
 
+    def task_for(m: Method, **extra: Any) -> dict[str, Any]:
+        files = {mem: str(file_path(files_dir, m, mem)) for mem in members}
+        return {"method": m.name, "files": files, "modules": modules, "key": None, **extra}
+
     log(f"{name}: loading ({runs} round(s), a fresh process per load)")
     for _ in range(runs):
         for m in methods:
             row = rows[m.name]
             if row["status"] != "ok":
                 continue
-            task = {
-                "method": m.name,
-                "files": {mem: str(file_path(files_dir, m, mem)) for mem in members},
-                "modules": modules,
-                "key": key if m.kind == "load" else None,
-                "cache_dir": str(cache_dir),
-            }
+            task = task_for(m, key=key if m.kind == "load" else None, cache_dir=str(cache_dir))
             t_child = time.perf_counter()
             res = runner.run(task)
             res["child_wall_s"] = time.perf_counter() - t_child
@@ -191,14 +189,7 @@ def run_model(name: str, methods: list[Method], opts: dict[str, Any], runner, lo
         row = rows[m.name]
         if row["status"] != "ok" or m.kind == "scan":
             continue
-        task = {
-            "method": m.name,
-            "files": {mem: str(file_path(files_dir, m, mem)) for mem in members},
-            "modules": modules,
-            "key": None,
-            "trace": True,
-        }
-        res = runner.run(task)
+        res = runner.run(task_for(m, trace=True))
         row["traced_peak_mib"] = res.get("traced_peak_mib") if res["status"] == "ok" else None
         if res["status"] != "ok":
             log(f"  {m.name}: traced load {res['status']}: {res.get('error', '')}")

@@ -22,6 +22,7 @@ whose metaclass is :class:`GlobalMeta`).  The stdlib machinery then does the res
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -92,19 +93,7 @@ class ParseContext:
 
         Called from ``find_class``; records the name, imports nothing.
         """
-        key = (module, qualname)
-        self.global_order.append(key)
-        cls = self.globals.get(key)
-        if cls is None:
-            if type(module) is not str or type(qualname) is not str:
-                raise TypeError("global names must be str")
-            cls = GlobalMeta(
-                "Global",
-                (Global,),
-                {"__slots__": (), "module": module, "qualname": qualname, "context": self},
-            )
-            self.globals[key] = cls
-        return cls
+        return self._record(module, qualname, self._placeholder_class)
 
     def reference(self, module: str, qualname: str) -> GlobalRef:
         """Return the :class:`GlobalRef` for a global a safe-format file names (one per
@@ -113,14 +102,26 @@ class ParseContext:
         Nothing calls a safe-format global during the parse, so it needs no placeholder class
         (creating one costs ~6 µs and a reference cycle per global per load).
         """
+        return self._record(module, qualname, GlobalRef)  # type: ignore[return-value]
+
+    def _record(self, module: str, qualname: str, make: Callable[..., Any]) -> Any:
+        """Record one naming of ``(module, qualname)``; ``make(module, qualname)`` builds its
+        stand-in the first time the pair is named."""
         key = (module, qualname)
         self.global_order.append(key)
-        ref = self.globals.get(key)
-        if ref is None:
+        found = self.globals.get(key)
+        if found is None:
             if type(module) is not str or type(qualname) is not str:
                 raise TypeError("global names must be str")
-            ref = self.globals[key] = GlobalRef(module, qualname)
-        return ref  # type: ignore[return-value]
+            found = self.globals[key] = make(module, qualname)
+        return found
+
+    def _placeholder_class(self, module: str, qualname: str) -> type:
+        return GlobalMeta(
+            "Global",
+            (Global,),
+            {"__slots__": (), "module": module, "qualname": qualname, "context": self},
+        )
 
 
 class GlobalRef:
