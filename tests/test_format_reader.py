@@ -312,3 +312,122 @@ def test_an_allocation_failing_in_a_hashing_thread_is_the_total_array_limit(monk
     with pytest.raises(safeload.LimitExceededError) as info:
         safeload.loads(data)
     assert info.value.limit == "max_total_array_bytes"
+
+
+class _FakeHasher:
+    """Records the reads a :class:`archive._ReadQueue` queues: (offset, header, bytes)."""
+
+    def __init__(self):
+        self.reads: list[tuple[int, bytes, int]] = []
+
+    def read(self, at, head, buf):
+        self.reads.append((at, head, len(buf)))
+        return len(self.reads) - 1
+
+
+def test_large_members_are_queued_in_order_within_the_read_ahead_of_the_decode():
+    # session 9: every large member was allocated and queued before the decode started, so
+    # tfidf_svc's 8 MB coef_ was in memory while its 200k-term vocabulary was built (load
+    # peak 1.09x pickle's); now only _READ_AHEAD bytes beyond the member last asked for
+    mib = 1 << 20
+    sizes = [1 * mib, 2 * mib, 8 * mib, 1 * mib, 2 * mib]
+    fast, out, waits = _FakeHasher(), [None] * 6, {}
+    queue = archive._ReadQueue(fast, out, waits)
+    for i, n in enumerate(sizes):  # member 5 is small: never queued here
+        queue.add(i, 1000 * i, b"H", (n // 8,), np.dtype("<f8"), "C", n, False)
+    queue.fill(-1)
+    assert [r[0] for r in fast.reads] == [0, 1000]  # the first, then 2 MiB ahead of it
+    assert [type(a) for a in out] == [np.ndarray, np.ndarray, type(None), type(None)] + [
+        type(None)
+    ] * 2
+    queue.ask(0)
+    assert len(fast.reads) == 2  # 2 + 8 MiB ahead would pass 4 MiB
+    queue.ask(1)
+    assert len(fast.reads) == 2  # nothing ahead now, but 8 MiB alone is more than 4
+    queue.ask(2)  # asked for: queued whatever its size, then 1 + 2 MiB after it
+    assert [r[0] for r in fast.reads] == [0, 1000, 2000, 3000, 4000]
+    assert waits == {0: [0], 1: [1], 2: [2], 3: [3], 4: [4]}
+    assert out[2].nbytes == 8 * mib and out[5] is None
+
+
+def test_asking_for_a_later_member_queues_every_member_before_it_first():
+    mib = 1 << 20
+    fast, out, waits = _FakeHasher(), [None] * 4, {}
+    queue = archive._ReadQueue(fast, out, waits)
+    for i in range(4):
+        queue.add(i, 1000 * i, b"", (3 * mib,), np.dtype("u1"), "C", 3 * mib, i == 3)
+    queue.fill(-1)
+    assert [r[0] for r in fast.reads] == [0, 1000]
+    queue.ask(3)  # the reader fills in queue order: 2 before 3
+    assert [r[0] for r in fast.reads[:3]] == [0, 1000, 2000]
+    # member 3 is hashed per 1 MiB block: its first block carries the header
+    assert [(r[0], r[2]) for r in fast.reads[3:]] == [
+        (3000, 1 << 20), (3000 + (1 << 20), 1 << 20), (3000 + (2 << 20), 1 << 20)
+    ]  # fmt: skip
+    assert waits[3] == [3, 4, 5]
+    queue.fill(10)  # finish(): nothing left
+    assert len(fast.reads) == 6
+
+
+def _three_members(tmp_path, graph=None):
+    """A file of three 3 MiB members (the third beyond the read-ahead when the decode
+    starts) whose root lists them; ``graph`` edits the parsed graph."""
+    from . import _safezip as z
+
+    arrays = [np.full(3 << 17, float(k)) for k in range(3)]
+    data = safeload.dumps(arrays)
+    if graph is not None:
+        data = z.edit(data, graph=graph)
+    path = tmp_path / "three.safeload"
+    path.write_bytes(data)
+    return path, arrays
+
+
+def _flip_last_byte(path, name):
+    offset, size = _data_offset(path, name)
+    data = bytearray(path.read_bytes())
+    data[offset + size - 1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_members_queued_late_load_and_a_changed_one_is_refused(tmp_path):
+    path, arrays = _three_members(tmp_path)
+    for got, want in zip(safeload.load(path), arrays, strict=True):
+        np.testing.assert_array_equal(got, want)
+    _flip_last_byte(path, "arrays/000002.npy")
+    with pytest.raises(IntegrityError, match="000002"):
+        safeload.load(path)
+
+
+def test_a_member_the_failed_decode_never_reached_is_still_hashed(tmp_path):
+    # the decode fails before it asks for member 2; finish() queues it all the same, so a
+    # changed member still explains the failure (IntegrityError first, as for the others)
+    def graph(doc):
+        doc["root"] = [doc["root"][0], {"$": "no such tag"}, doc["root"][2]]
+
+    path, _ = _three_members(tmp_path, graph)
+    with pytest.raises(FormatError, match="G3"):
+        safeload.load(path)
+    _flip_last_byte(path, "arrays/000002.npy")
+    with pytest.raises(IntegrityError, match="000002"):
+        safeload.load(path)
+
+
+def test_a_member_allocated_during_the_decode_that_numpy_cannot_allocate_is_the_limit(
+    tmp_path, monkeypatch
+):
+    path, _ = _three_members(tmp_path)
+    real = np.empty
+    calls = []
+
+    def empty(shape, *args, **kwargs):
+        calls.append(shape)
+        if len(calls) == 3:  # member 2, queued once the decode asked for member 1
+            raise MemoryError
+        return real(shape, *args, **kwargs)
+
+    monkeypatch.setattr(archive.np, "empty", empty)
+    with pytest.raises(safeload.LimitExceededError) as info:
+        safeload.load(path)
+    assert info.value.limit == "max_total_array_bytes"
+    assert "arrays/000002.npy" in str(info.value)

@@ -70,6 +70,9 @@ _SMALL_FILE = 1 << 20
 #: reading from memory: large members totalling at least this are hashed on a worker thread;
 #: below it starting the thread costs more than the hash it would take off the main thread
 _THREAD_HASH = 512 << 10
+#: large members the reader thread fills are allocated and queued at most this many bytes
+#: ahead of the last member the decode asked for (:class:`_ReadQueue`)
+_READ_AHEAD = 4 << 20
 #: a JSON nesting too deep for Python's parser is reported against max_depth
 DEFAULT_MAX_DEPTH = Limits().max_depth
 _JSON_DEPTH_HIT = 1000
@@ -796,8 +799,10 @@ def read_arrays(
     ready : callable or None
         ``ready(i)`` waits until member ``i``'s bytes are all read: large members of a file
         are filled by a reader thread (``_blockhash``) while the caller decodes, which must
-        call it before the first use of ``arrays[i]`` (``Decoder(ready=...)``).  None when
-        every array is complete on return.
+        call it before the first use of ``arrays[i]`` (``Decoder(ready=...)``).  Such a
+        member is allocated only when the decode comes within ``_READ_AHEAD`` bytes of it
+        (:class:`_ReadQueue`): ``arrays[i]`` is None until then.  None when every array is
+        complete on return.
 
     Parameters
     ----------
@@ -850,6 +855,7 @@ def read_arrays(
     # earlier one the reader thread still has in hand
     waits: dict[int, list[int]] = {}
     job: _HashThread | None = None
+    queue: _ReadQueue | None = None  # large members for the reader thread of ``fast``
     # the file's own buffer, read once: its array members are used in place (a second copy
     # costs as much again in page faults), unless that would keep much more than the arrays
     # alive (a small file that is mostly graph.json)
@@ -896,29 +902,24 @@ def read_arrays(
                 append(_from_bytes(mapped, start + hl, dtype, shape, count, order, copy=False))
                 continue
             if nbytes >= _LARGE and file is not None and not in_memory:
+                if verify and _blockhash is not None and (not blocked or hl < BLOCK_SIZE):
+                    # read and hashed beside the decode, without the GIL: a reader thread
+                    # fills the member block by block (the decode waits for it at its first
+                    # use, Decoder(ready=...)), each block is hashed once read; allocated
+                    # and queued when the decode comes near it (_ReadQueue)
+                    if fast is None:
+                        fast = _blockhash.Hasher()
+                        _read_errors(fast.set_file, file.fileno(), name, limits)
+                        queue = _ReadQueue(fast, out, waits)
+                    later = queue.add(i, start + hl, header, shape, dtype, order, nbytes, blocked)
+                    pending.append((name, later))
+                    append(None)  # the array once queued
+                    continue
                 arr = np.empty(shape, dtype=dtype, order=order)
                 raw = _raw_bytes(arr)
                 file.seek(start + hl)
                 if not verify:
                     _read_into(file, raw, 0, nbytes, name)
-                elif _blockhash is not None and (not blocked or hl < BLOCK_SIZE):
-                    # read and hashed beside the decode, without the GIL: a reader thread
-                    # fills the member block by block (the decode waits for it at its first
-                    # use, Decoder(ready=...)), each block is hashed once read
-                    if fast is None:
-                        fast = _blockhash.Hasher()
-                        _read_errors(fast.set_file, file.fileno(), name, limits)
-                    at = start + hl
-                    if blocked:
-                        end = min(BLOCK_SIZE - hl, nbytes)
-                        ids = [fast.read(at, header, raw[:end])]
-                        for pos in range(end, nbytes, BLOCK_SIZE):
-                            ids.append(fast.read(at + pos, b"", raw[pos : pos + BLOCK_SIZE]))
-                        waits[i] = ids
-                        pending.append((name, _Later(ids)))
-                    else:
-                        waits[i] = [fast.read(at, header, raw)]
-                        pending.append((name, _Later(waits[i][0])))
                 elif blocked and hl < BLOCK_SIZE:
                     # block k is hashed on the worker while block k + 1 is read
                     if blocks is None:
@@ -981,11 +982,14 @@ def read_arrays(
             else:
                 digests = {n: digest(view[a : a + size], b) for n, a, size, b in deferred}
                 pending = [(n, digests[n] if d is None else d) for n, d in pending]
+        if queue is not None:
+            queue.fill(-1)  # the first member and those within _READ_AHEAD after it
     except BaseException:
         if serial is not None:
             serial.shutdown(wait=True)
         if blocks is not None:
             blocks.close()
+        queue = None
         del fast  # cancels what is queued, waits for the digest in hand, releases the arrays
         raise
     finally:
@@ -993,11 +997,18 @@ def read_arrays(
             view.release()
 
     def ready(i: int) -> None:
+        if queue is not None:
+            try:
+                queue.ask(i)
+            except MemoryError as exc:  # as for the members allocated up front
+                raise _out_of_memory(array_member(queue.allocating), limits) from exc
         for k in waits.get(i, ()):  # all of its jobs: they may finish in any order
             _read_errors(fast.wait, k, array_member(i), limits)
 
     def finish() -> None:
         try:
+            if queue is not None:
+                queue.fill(len(out))  # members the decode did not reach: hashed all the same
             if blocks is not None:
                 blocks.finish()  # fills in the block lists of pending
             done = (
@@ -1025,7 +1036,7 @@ def read_arrays(
         if bad:
             raise IntegrityError(bad)
 
-    return out, finish, (ready if waits else None)
+    return out, finish, (ready if waits or queue is not None else None)
 
 
 def _read_errors(call: Any, arg: Any, what: str, limits: Limits) -> Any:
@@ -1105,6 +1116,117 @@ def _add_member(fast: Any, member: Any, blocked: bool) -> int | list[int]:
     if not blocked:
         return fast.add(b"", member)
     return [fast.add(b"", member[k : k + BLOCK_SIZE]) for k in range(0, len(member), BLOCK_SIZE)]
+
+
+class _ReadQueue:
+    """Large members a :class:`_blockhash.Hasher` reader thread fills, allocated and queued in
+    member order (the graph's order of first use) as the decode comes near them.
+
+    The first member is queued at once, then the next ones while the members queued but not
+    yet asked for (:meth:`ask`) stay within :data:`_READ_AHEAD` bytes: reads keep ahead of the
+    decode, but an array the end of the graph uses is not in memory while the objects before
+    it are built, as ``pickle.load`` reads a buffer only when its opcode comes (a 200k-term
+    vocabulary is built before the 8 MB ``coef_`` after it exists, docs/PERFORMANCE.md,
+    session 9).
+
+    Parameters
+    ----------
+    fast : _blockhash.Hasher
+        With ``set_file`` done.
+    out : list
+        The load's arrays: ``out[i]`` is set when member ``i`` is queued.
+    waits : dict
+        Member index → the ``Hasher`` job indices to wait for, set when queued.
+    """
+
+    __slots__ = (
+        "fast",
+        "out",
+        "waits",
+        "specs",
+        "next",
+        "ahead",
+        "ahead_bytes",
+        "asked",
+        "allocating",
+    )
+
+    def __init__(self, fast: Any, out: list, waits: dict[int, list[int]]):
+        self.fast = fast
+        self.out = out
+        self.waits = waits
+        self.specs: list[tuple] = []
+        self.next = 0  # specs[next:] are not queued
+        self.ahead: list[tuple[int, int]] = []  # (index, bytes) queued after the last asked
+        self.ahead_bytes = 0
+        self.asked = -1
+        self.allocating = -1  # the member being queued (named when its allocation fails)
+
+    def add(
+        self,
+        i: int,
+        at: int,
+        header: bytes,
+        shape: tuple,
+        dtype: np.dtype,
+        order: str,
+        nbytes: int,
+        blocked: bool,
+    ) -> _Later:
+        """Register member ``i`` (its data at file offset ``at``, after ``header``); the
+        returned :class:`_Later` gets its job indices when the member is queued."""
+        later = _Later(-1)
+        self.specs.append((i, at, header, shape, dtype, order, nbytes, blocked, later))
+        return later
+
+    def ask(self, i: int) -> None:
+        """The decode is about to use member ``i``: queue it (and any before it) if not yet,
+        and the next ones within :data:`_READ_AHEAD`."""
+        if i > self.asked:
+            self.asked = i
+            ahead = self.ahead
+            while ahead and ahead[0][0] <= i:
+                self.ahead_bytes -= ahead.pop(0)[1]
+        self.fill(i)
+
+    def fill(self, upto: int) -> None:
+        """Queue every member with an index up to ``upto`` (the first one at least), then the
+        following ones while the bytes queued ahead stay within :data:`_READ_AHEAD`.
+
+        Raises
+        ------
+        MemoryError
+            Allocating an array (the caller reports it as a limit).
+        """
+        specs = self.specs
+        ahead = self.ahead
+        while self.next < len(specs):
+            i, nbytes = specs[self.next][0], specs[self.next][6]
+            if i > upto and self.next > 0:
+                if self.ahead_bytes + nbytes > _READ_AHEAD:
+                    return
+                ahead.append((i, nbytes))
+                self.ahead_bytes += nbytes
+            self._queue(specs[self.next])
+            self.next += 1
+
+    def _queue(self, spec: tuple) -> None:
+        i, at, header, shape, dtype, order, nbytes, blocked, later = spec
+        self.allocating = i
+        arr = np.empty(shape, dtype=dtype, order=order)
+        raw = _raw_bytes(arr)
+        fast = self.fast
+        if blocked:
+            end = min(BLOCK_SIZE - len(header), nbytes)
+            ids = [fast.read(at, header, raw[:end])]
+            for pos in range(end, nbytes, BLOCK_SIZE):
+                ids.append(fast.read(at + pos, b"", raw[pos : pos + BLOCK_SIZE]))
+            later.ids = ids
+        else:
+            ids = [fast.read(at, header, raw)]
+            later.ids = ids[0]
+        self.waits[i] = ids
+        self.out[i] = arr
 
 
 class _Later:

@@ -649,7 +649,6 @@ class Decoder:
         arrays unpickled from protocol 5 are views of their buffer): writable when the pool
         was copied from the file, read-only under ``mmap_mode="r"``.
         """
-        pool = self.arrays[index]
         at = v["at"]
         shape = v.get("shape")
         order = v.get("order", "C")
@@ -663,12 +662,15 @@ class Decoder:
             count = self._shapes[key] = math.prod(shape)
         expected = self._pool_next.get(index)
         if expected is None:  # the pool's first slice: the C walk takes the later ones
-            if self._array_used[index] or pool.ndim != 1:
+            if self._array_used[index]:
                 raise _bad("G8", "a pool is a 1-d member not otherwise used")
             self._array_used[index] = True
             if self._ready is not None:
-                self._ready(index)
+                self._ready(index)  # a large member is in arrays once asked for
+            if self.arrays[index].ndim != 1:
+                raise _bad("G8", "a pool is a 1-d member not otherwise used")
             expected = 0
+        pool = self.arrays[index]
         if at != expected or type(at) is not int or at + count > pool.shape[0]:
             raise _bad(
                 "G8", "pooled arrays follow each other inside their pool (at = end of the last)"
