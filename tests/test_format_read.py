@@ -281,17 +281,22 @@ def test_graph_json_of_a_loads_own_buffer_is_parsed_in_place_and_a_maps_from_a_c
         safe = archive.open_archive(mapped, safeload.Limits())
         assert safe.doc == archive.open_archive(buf, safeload.Limits(), private=True).doc
     calls = []
-    real = archive.open_archive
+    real = archive._graph_text
 
     def spy(data, limits, **kw):
-        calls.append((type(data), kw.get("private")))
+        calls.append((type(data), len(data), kw.get("private"), kw.get("base")))
         return real(data, limits, **kw)
 
     import unittest.mock
 
-    with unittest.mock.patch.object(archive, "open_archive", spy):
+    with unittest.mock.patch.object(archive, "_graph_text", spy):
         assert safeload.load(path)["words"][1999] == "w1999"
-    assert calls == [(np.ndarray, True)]
+    # session 9: the load's own buffer is the file's tail, from graph.json's local header on
+    import io
+    import zipfile
+
+    start = zipfile.ZipFile(io.BytesIO(data)).getinfo("graph.json").header_offset
+    assert calls == [(np.ndarray, len(data) - start, True, start)]
 
 
 def test_a_bad_graph_json_in_a_loads_own_buffer_is_the_same_format_error(tmp_path):
@@ -302,8 +307,10 @@ def test_a_bad_graph_json_in_a_loads_own_buffer_is_the_same_format_error(tmp_pat
         archive._parse_json(memoryview(b"\xff{}"), "graph.json")
 
 
-def test_a_small_file_mostly_json_copies_its_arrays_out(tmp_path):
-    # viewing would keep the whole read (mostly graph.json) alive for one small array
+def test_a_small_file_mostly_json_keeps_no_json_alive_with_its_arrays(tmp_path):
+    # viewing the whole read (mostly graph.json) would keep it alive for one small array;
+    # since session 9 the arrays come from a read of the file's head only, so they are used
+    # in place and their buffer holds no graph.json
     value = {"text": ["word"] * 20_000, "arr": np.arange(70_000, dtype=np.uint8)}
     data = safeload.dumps(value)
     assert len(data) <= archive._SMALL_FILE
@@ -312,8 +319,13 @@ def test_a_small_file_mostly_json_copies_its_arrays_out(tmp_path):
     path = tmp_path / "m.safeload"
     path.write_bytes(data)
     loaded = safeload.load(path)
-    assert loaded["arr"].flags.owndata and loaded["arr"].flags.writeable
+    assert loaded["arr"].flags.writeable
     np.testing.assert_array_equal(loaded["arr"], value["arr"])
+    owner = loaded["arr"]
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    array_end = members["arrays/000000.npy"][0] + members["arrays/000000.npy"][1]
+    assert array_end <= owner.nbytes < members["graph.json"][0]
 
 
 @pytest.mark.parametrize("verify", [None, True])
@@ -373,3 +385,125 @@ def test_an_unknown_graph_key_is_named_even_when_it_sorts_after_the_known_ones()
     data = sz.edit(safeload.dumps([1, 2]), graph=lambda g: g.update({"zz": 0}))
     with pytest.raises(FormatError, match=r"G1: graph.json has unknown keys \['zz'\]"):
         archive.open_archive(data, safeload.Limits())
+
+
+# --------------------------------------------------------------- session 9: a small file's
+# tail (graph.json, manifest.json, central directory) is read and parsed before its arrays
+
+
+def _small_file(tmp_path, value=None):
+    value = value if value is not None else {"a": np.arange(20_000.0), "w": ["x"] * 3000}
+    data = safeload.dumps(value)
+    assert len(data) <= archive._SMALL_FILE
+    path = tmp_path / "small.safeload"
+    path.write_bytes(data)
+    return path, data, value
+
+
+def _graph_header(data: bytes) -> int:
+    import io
+    import zipfile
+
+    return zipfile.ZipFile(io.BytesIO(data)).getinfo("graph.json").header_offset
+
+
+def test_header_offset_finds_graph_json_in_the_tail_or_says_none(tmp_path):
+    from safeload.format import zipio
+
+    _, data, _ = _small_file(tmp_path)
+    start = _graph_header(data)
+    for probe in (300, 8192, len(data)):  # the directory and end record: 282 bytes
+        tail = data[-probe:]
+        assert zipio.header_offset(tail, len(data), "graph.json") == start
+    assert zipio.header_offset(data[-100:], len(data), "graph.json") is None  # no directory
+    assert zipio.header_offset(data[-400:], len(data), "nothing.json") is None
+    assert zipio.header_offset(data[-400:], len(data) + 1, "graph.json") is None  # wrong size
+    assert zipio.header_offset(b"PK\x05\x06" + b"\xff" * 18, 22, "graph.json") is None
+    assert zipio.header_offset(b"", 0, "graph.json") is None
+
+
+def test_read_index_of_the_tail_equals_the_index_of_the_whole_file(tmp_path):
+    from safeload.format import zipio
+
+    path, data, _ = _small_file(tmp_path)
+    start = _graph_header(data)
+    whole = zipio.read_index(data, max_members=100, name_ok=archive._MEMBER.match)
+    with open(path, "rb") as fh:
+        tail = zipio.read_index(
+            data[start:], max_members=100, name_ok=archive._MEMBER.match, fd=fh.fileno(),
+            base=start,
+        )  # fmt: skip
+    assert tail == whole
+    with pytest.raises(ValueError, match="fd"):
+        zipio.read_index(data[start:], max_members=100, name_ok=archive._MEMBER.match, base=start)
+
+
+def test_a_local_header_before_the_tail_is_still_checked(tmp_path):
+    # the headers before graph.json are read with pread, and must repeat the directory (Z8)
+    path, data, _ = _small_file(tmp_path)
+    bad = bytearray(data)
+    bad[4] ^= 0xFF  # "version needed" of the first local header
+    path.write_bytes(bytes(bad))
+    with pytest.raises(FormatError, match="Z8"):
+        safeload.load(path)
+
+
+@pytest.mark.parametrize("member", ["arrays/000000.npy", "graph.json"])
+def test_a_small_file_changed_between_its_two_reads_is_refused(tmp_path, monkeypatch, member):
+    # the tail is read and parsed first, the arrays after: a file rewritten in between fails
+    # the hashes (each part is hashed from the bytes used), never loads other bytes silently
+    path, data, value = _small_file(tmp_path)
+    start, size = sz.member_offsets(data)[member]
+    real = archive._read_head
+
+    def rewrite_then_read(src, index):
+        path.write_bytes(_flip_member(data, member, size - 5))
+        return real(src, index)
+
+    monkeypatch.setattr(archive, "_read_head", rewrite_then_read)
+    if member == "graph.json":  # read before the change: the old graph with the old arrays
+        loaded = safeload.load(path)
+        np.testing.assert_array_equal(loaded["a"], value["a"])
+    else:
+        with pytest.raises(IntegrityError) as info:
+            safeload.load(path)
+        assert info.value.members == [member]
+
+
+def test_a_small_files_arrays_are_not_in_memory_while_its_graph_is_parsed(tmp_path):
+    # session 9: the whole file's buffer beside graph.json's text and parsed graph was the
+    # load's allocation peak for ct_gbc (637 KiB against pickle's 544)
+    import tracemalloc
+
+    path, _, _ = _small_file(tmp_path, {"a": np.arange(90_000.0), "w": ["x"] * 3000})
+    seen = []
+    real = archive._parse_graph
+
+    def spy(index, manifest, text):
+        seen.append(tracemalloc.get_traced_memory()[0] - base)
+        return real(index, manifest, text)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(archive, "_parse_graph", spy):
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            safeload.load(path)
+        finally:
+            tracemalloc.stop()
+    assert len(seen) == 1
+    assert seen[0] < 300_000  # the 720 KB array is read after the parse
+
+
+def test_the_fallback_reads_the_whole_small_file_when_the_directory_is_not_in_the_probe(
+    tmp_path, monkeypatch
+):
+    path, _, value = _small_file(tmp_path)
+    monkeypatch.setattr(archive, "_TAIL_PROBE", 30)  # the end record only: no directory
+    calls = []
+    real = archive._read_small
+    monkeypatch.setattr(archive, "_read_small", lambda src, n: calls.append(n) or real(src, n))
+    loaded = safeload.load(path)
+    assert calls == [path.stat().st_size]
+    np.testing.assert_array_equal(loaded["a"], value["a"])

@@ -33,8 +33,10 @@ def _pools() -> list[np.ndarray]:
     return [np.arange(40, dtype="<i8"), np.arange(12, dtype="<f8"), np.zeros(0, dtype="<u4")]
 
 
-def _run(cls: type, value: Any, limits: Limits) -> tuple[str, Any, int, dict, list]:
-    decoder = cls([], Builder(default_policy(), limits, {}), _pools())
+def _run(
+    cls: type, value: Any, limits: Limits, consume: bool = False
+) -> tuple[str, Any, int, dict, list]:
+    decoder = cls([], Builder(default_policy(), limits, {}), _pools(), consume=consume)
     try:
         out = decoder.dec(copy.deepcopy(value), 0)
         result: tuple[str, Any] = ("ok", out)
@@ -142,6 +144,58 @@ SETTINGS = settings(
 def test_walk_agrees_with_the_reference(value: Any, max_depth: int, max_items: int) -> None:
     _agree(value)
     _agree(value, Limits(max_depth=max_depth, max_items=max_items))
+
+
+@given(_graphs, st.integers(1, 6), st.integers(1, 60))
+def test_consuming_the_graph_decodes_the_same(value: Any, max_depth: int, max_items: int):
+    # Decoder(consume=True) (a load's own graph, session 9) drops each decoded list item
+    # from the JSON: same values, counts, sizes and errors, on both walks
+    for limits in (Limits(), Limits(max_depth=max_depth, max_items=max_items)):
+        for cls in (Decoder, _Reference):
+            kept = _run(cls, value, limits)
+            dropped = _run(cls, value, limits, consume=True)
+            assert kept[0] == dropped[0], (kept[:2], dropped[:2])
+            if kept[0] == "ok":
+                _same(kept[1], dropped[1])
+            else:
+                assert kept[1] == dropped[1]
+            assert kept[2:] == dropped[2:]
+
+
+@pytest.mark.parametrize("cls", [Decoder, _Reference])
+def test_a_consumed_list_keeps_its_atoms_and_drops_what_was_decoded(cls):
+    graph = [
+        1,
+        "s",
+        {"$": "tuple", "v": [1, 2]},
+        [3, {"$": "tuple", "v": []}],
+        {"$": "objarray", "shape": [2], "order": "C", "v": [{"$": "tuple", "v": [4]}, 5]},
+    ]
+    decoder = cls([], Builder(default_policy(), Limits(), {}), _pools(), consume=True)
+    out = decoder.dec(graph, 0)
+    assert out[:4] == [1, "s", (1, 2), [3, ()]]
+    assert out[4].tolist() == [(4,), 5]
+    assert graph == [1, "s", None, None, None]  # the objarray's own list went with it
+    kept = cls([], Builder(default_policy(), Limits(), {}), _pools())
+    again = copy.deepcopy(graph[:2])
+    kept.dec(again, 0)
+    assert again == [1, "s"]  # consume=False (the default) leaves the JSON as it was
+
+
+def test_an_objarray_consumes_its_items_one_by_one():
+    items = [{"$": "tuple", "v": [k]} for k in range(3)] + ["x"]
+    seen = []
+    decoder = Decoder([], Builder(default_policy(), Limits(), {}), _pools(), consume=True)
+    real = decoder.dec
+
+    def dec(v, depth):
+        seen.append(sum(x is None for x in items))  # items dropped before this one
+        return real(v, depth)
+
+    decoder.dec = dec
+    out = decoder._objarray({"$": "objarray", "shape": [4], "order": "C", "v": items}, 1)
+    assert out.tolist() == [(0,), (1,), (2,), "x"]
+    assert seen == [0, 1, 2] and items == [None, None, None, "x"]
 
 
 # ------------------------------------------------------------------------------ examples

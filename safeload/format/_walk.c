@@ -48,6 +48,7 @@ typedef struct {
     PyObject *str_ndarray, *str_dict, *str_C, *str_F, *kw_order;
     long long items, max_items;
     Py_ssize_t max_depth;
+    int consume; /* Decoder._consume: drop each decoded item from its JSON list */
 } Walker;
 
 static PyObject *walker_dec(Walker *w, PyObject *v, Py_ssize_t depth);
@@ -138,9 +139,15 @@ static PyObject *dec_list(Walker *w, PyObject *v, Py_ssize_t depth) {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
         PyObject *x = PyList_GET_ITEM(v, i);
         Py_INCREF(x);
-        PyObject *item = is_atom(w, x) ? (Py_INCREF(x), x) : walker_dec(w, x, depth + 1);
+        int atom = is_atom(w, x);
+        PyObject *item = atom ? (Py_INCREF(x), x) : walker_dec(w, x, depth + 1);
         Py_DECREF(x);
         if (!item) goto error;
+        if (w->consume && !atom && i < PyList_GET_SIZE(v)) {
+            /* decoded: the graph's JSON for it goes now (Decoder(consume=True)) */
+            Py_INCREF(Py_None);
+            PyList_SetItem(v, i, Py_None);
+        }
         int rc = PyList_Append(out, item);
         Py_DECREF(item);
         if (rc < 0) goto error;
@@ -581,6 +588,11 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     if (!(w->in_progress = attr_of(decoder, "_in_progress", NULL))) return -1;
     if (!(w->obj_error = attr_of(decoder, "_obj_error", NULL))) return -1;
     if (!(w->set_state = attr_of(decoder, "_set_state", NULL))) return -1;
+    PyObject *consume = PyObject_GetAttrString(decoder, "_consume");
+    if (!consume) return -1;
+    w->consume = PyObject_IsTrue(consume);
+    Py_DECREF(consume);
+    if (w->consume < 0) return -1;
     PyObject *builder = attr_of(decoder, "builder", NULL);
     if (!builder) return -1;
     w->finish = attr_of(builder, "finish", NULL);

@@ -37,7 +37,7 @@ from .decode import Decoder, decode_globals
 from .digest import BLOCK_SIZE, MemberHash, block_count, digest, expected, uses_blocks
 from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
-from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, crc32, read_index
+from .zipio import DEFLATED, STORED, ZipMember, ZipWriter, crc32, header_offset, read_index
 
 try:  # optional: SHA-256 beside the loader without the GIL; hashlib on a thread otherwise
     from . import _blockhash  # type: ignore[attr-defined]
@@ -67,6 +67,8 @@ _HASH_BATCH = 1 << 20
 _HASH_WORKERS = 2
 #: files up to this size are read into memory at once rather than through the map
 _SMALL_FILE = 1 << 20
+#: the last bytes of a small file read first to find its central directory (_read_tail)
+_TAIL_PROBE = 8 << 10
 #: reading from memory: large members totalling at least this are hashed on a worker thread;
 #: below it starting the thread costs more than the hash it would take off the main thread
 _THREAD_HASH = 512 << 10
@@ -368,16 +370,23 @@ def _bad(rule: str, message: str) -> FormatError:
 
 
 def _member_bytes(
-    data: Any, member: ZipMember, limit: int, limit_name: str, share: bool = False
+    data: Any,
+    member: ZipMember,
+    limit: int,
+    limit_name: str,
+    share: bool = False,
+    base: int = 0,
 ) -> bytes | memoryview:
     """A member's (inflated) bytes: a copy, or with ``share`` a stored member as a view of
     ``data`` (a buffer of this load's own that nothing else writes: the bytes hashed are the
-    bytes parsed either way; a copy of a file's map is what makes that so for a map)."""
+    bytes parsed either way; a copy of a file's map is what makes that so for a map).
+    ``data`` holds the file from offset ``base`` on."""
     if member.size > limit:
         raise LimitExceededError(limit_name, member.size, limit, member.name)
+    start = member.data_offset - base
     if share and member.method != DEFLATED:
-        return memoryview(data)[member.data_offset : member.data_offset + member.size]
-    raw = bytes(data[member.data_offset : member.data_offset + member.compressed_size])
+        return memoryview(data)[start : start + member.size]
+    raw = bytes(data[start : start + member.compressed_size])
     if member.method == DEFLATED:
         d = zlib.decompressobj(-15)
         try:
@@ -472,8 +481,8 @@ def open_archive(
         A file descriptor of the file ``data`` maps: the local headers are read through it
         (:func:`.zipio.read_index`).
     private : bool
-        ``data`` is a buffer of this load's own (:func:`_read_small`), not changed meanwhile:
-        ``graph.json`` is hashed and parsed in place instead of from a copy.
+        ``data`` is a buffer of this load's own (:func:`_read_tail`), not changed meanwhile:
+        ``graph.json`` is hashed and decoded in place instead of from a copy.
 
     Returns
     -------
@@ -487,20 +496,47 @@ def open_archive(
         ``graph.json`` does not match its recorded hash.
     LimitExceededError
     """
-    index = read_index(data, max_members=limits.max_members, name_ok=_MEMBER.match, fd=fd)
+    index, manifest, text = _graph_text(data, limits, verify=verify, fd=fd, private=private)
+    return _parse_graph(index, manifest, text)
+
+
+def _graph_text(
+    data: Any,
+    limits: Limits,
+    *,
+    verify: bool = True,
+    fd: int | None = None,
+    private: bool = False,
+    base: int = 0,
+) -> tuple[dict[str, ZipMember], dict, str]:
+    """What :func:`open_archive` checks before the graph is parsed: the zip index, the
+    manifest (parsed and checked) and the text of ``graph.json`` (hashed), with no reference
+    to ``data`` left (a small file's buffer can be dropped before the parse).  ``data`` may
+    hold only the file's tail from offset ``base`` on (:func:`_read_tail`; ``fd`` then reads
+    the local headers before it).
+
+    Raises
+    ------
+    As :func:`open_archive`.
+    """
+    index = read_index(
+        data, max_members=limits.max_members, name_ok=_MEMBER.match, fd=fd, base=base
+    )
     names = list(index)
     if MANIFEST not in index or GRAPH not in index:
         raise _bad("M1", "the archive must hold manifest.json and graph.json")
     if names[-1] != MANIFEST or names[-2] != GRAPH:
         raise _bad("M1", "graph.json and manifest.json must be the last two members")
-    manifest_raw = _member_bytes(data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes")
+    manifest_raw = _member_bytes(
+        data, index[MANIFEST], limits.max_json_bytes, "max_json_bytes", base=base
+    )
     if zlib.crc32(manifest_raw) != index[MANIFEST].crc:
         # the manifest is not hashed by itself: its zip CRC-32 catches accidental changes
         raise IntegrityError([MANIFEST])
     manifest = _parse_json(manifest_raw, MANIFEST, strict_keys=True)
     check_manifest(manifest, index)
     graph_raw = _member_bytes(
-        data, index[GRAPH], limits.max_json_bytes, "max_json_bytes", share=private
+        data, index[GRAPH], limits.max_json_bytes, "max_json_bytes", share=private, base=base
     )
     if verify:
         _check_hash(graph_raw, GRAPH, manifest["members"])
@@ -510,6 +546,17 @@ def open_archive(
     # memory peak for small models (docs/PERFORMANCE.md, session 8)
     text = _json_text(graph_raw, GRAPH)
     del graph_raw
+    return index, manifest, text
+
+
+def _parse_graph(index: dict[str, ZipMember], manifest: dict, text: str) -> SafeFile:
+    """Parse the text of ``graph.json`` and check its top level against the index (the rest of
+    :func:`open_archive`).
+
+    Raises
+    ------
+    FormatError, LimitExceededError
+    """
     doc = _parse_text(text, GRAPH)
     del text
     if type(doc) is not dict or not {"globals", "dtypes", "arrays", "root"} <= doc.keys():
@@ -521,7 +568,7 @@ def open_archive(
     if type(arrays) is not list:
         raise _bad("G1", "'arrays' is a list")
     expected = [array_member(i) for i in range(len(arrays))] + [GRAPH, MANIFEST]
-    if names != expected:
+    if list(index) != expected:
         raise _bad(
             "M1", "members must be arrays/000000.npy ... in order, graph.json, manifest.json"
         )
@@ -819,9 +866,10 @@ def read_arrays(
     mapped : mmap.mmap, optional
         Map kept alive by the returned views (``mmap_mode="r"``).
     private : bool
-        ``data`` is a writable buffer of this load's own (:func:`_read_small`), not changed
-        after this call: when array members make up at least half of it, stored arrays are
-        returned as writable views of it instead of copies.
+        ``data`` is a writable buffer of this load's own (the head of a small file,
+        :func:`_read_head`), not changed after this call: when array members make up at
+        least half of it, stored arrays are returned as writable views of it instead of
+        copies.
 
     Raises
     ------
@@ -856,9 +904,9 @@ def read_arrays(
     waits: dict[int, list[int]] = {}
     job: _HashThread | None = None
     queue: _ReadQueue | None = None  # large members for the reader thread of ``fast``
-    # the file's own buffer, read once: its array members are used in place (a second copy
-    # costs as much again in page faults), unless that would keep much more than the arrays
-    # alive (a small file that is mostly graph.json)
+    # a small file's array members, read once into a buffer of the load's own (_read_head):
+    # used in place (a second copy costs as much again in page faults), unless that would
+    # keep much more than the arrays alive (a buffer that is mostly something else)
     array_bytes = sum(index[array_member(i)].size for i in range(len(specs)))
     in_place = private and 2 * array_bytes >= len(data)
     try:
@@ -1385,6 +1433,50 @@ def _read_small(src: Source, size: int) -> np.ndarray:
     return buf
 
 
+def _read_tail(src: Source, size: int) -> tuple[np.ndarray, int]:
+    """A small file from ``graph.json``'s local header to its end (``graph.json``,
+    ``manifest.json``, the central directory: rule M1) and the offset it starts at, read
+    with ``pread``: the array members before it are read once the graph is parsed
+    (:func:`_read_head`), so they are not in memory beside the parse.  Where it starts is
+    found in the last :data:`_TAIL_PROBE` bytes (a small file has a few dozen members at
+    most: arrays under 64 KiB share pools); the whole file (offset 0) when the directory is
+    not there or does not name ``graph.json``: :func:`.zipio.read_index` then says what is
+    wrong.
+
+    Raises
+    ------
+    FormatError
+        The file changed size while it was read (rule Z1).
+    """
+    if src.file is None:  # pragma: no cover - a map always comes with its file
+        return _read_small(src, size), 0
+    _drop_pages(src.data)  # the head the format detection read
+    fd = src.file.fileno()
+    probe = min(size, _TAIL_PROBE)
+    start = header_offset(os.pread(fd, probe, size - probe), size, GRAPH)
+    if not start:
+        return _read_small(src, size), 0
+    buf = np.empty(size - start, np.uint8)
+    if os.preadv(fd, [buf], start) != size - start:
+        raise _bad("Z1", "the file changed size while it was read")
+    return buf, start
+
+
+def _read_head(src: Source, index: dict[str, ZipMember]) -> np.ndarray:
+    """The part of a small file before ``graph.json`` (every array member, rule M1), read with
+    one ``pread`` into a writable uint8 array after the graph is parsed: offsets in it are
+    file offsets.  What it holds is hashed from these bytes (:func:`read_arrays`), so a file
+    changed since its tail was read fails its hashes or its headers, as with a large file's
+    later reads."""
+    size = index[GRAPH].header_offset
+    buf = np.empty(size, np.uint8)
+    if size and src.file is None:  # pragma: no cover - a map always comes with its file
+        buf[:] = np.frombuffer(src.data, np.uint8, size)
+    elif size and os.preadv(src.file.fileno(), [buf], 0) != size:
+        raise _bad("Z1", "the file changed size while it was read")
+    return buf
+
+
 def _drop_pages(data: Any) -> None:
     """Unmap the pages of ``data`` (a read-only shared file map) from this process, so they
     stop counting in its RSS: they stay in the page cache, and a later access faults them back
@@ -1448,9 +1540,21 @@ def load_parts(
     data = src.data
     private = isinstance(data, mmap.mmap) and len(data) <= _SMALL_FILE and not mmap_mode
     if private:
-        data = _read_small(src, len(data))  # one read of a small file beats a fault per page
-    fd = src.file.fileno() if src.file is not None and isinstance(data, mmap.mmap) else None
-    safe = open_archive(data, limits, verify=check_json, fd=fd, private=private)
+        # reads of a small file beat a fault per page of its map: its tail (graph.json,
+        # manifest.json, the central directory) first, its array members once graph.json is
+        # parsed, the load's memory peak (docs/PERFORMANCE.md, session 9)
+        tail, base = _read_tail(src, len(data))
+        fd = src.file.fileno() if base else None
+        index, manifest, text = _graph_text(
+            tail, limits, verify=check_json, fd=fd, private=True, base=base
+        )
+        del tail
+        safe = _parse_graph(index, manifest, text)
+        del text
+        data = _read_head(src, index)
+    else:
+        fd = src.file.fileno() if src.file is not None and isinstance(data, mmap.mmap) else None
+        safe = open_archive(data, limits, verify=check_json, fd=fd)
     _drop_pages(data)  # the pages the index and JSON reads touched
     _context, placeholders, resolved = decode_globals(safe.doc, policy)
     mapped = None
@@ -1473,7 +1577,7 @@ def load_parts(
         raise _out_of_memory("an array member", limits) from exc
     if not mmap_mode:
         _drop_pages(data)  # array headers and small arrays: nothing reads the map any more
-    decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays, ready)
+    decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays, ready, consume=True)
     out: dict[str, Any] = {"manifest": safe.manifest}
     try:
         for key in keys:

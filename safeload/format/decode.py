@@ -13,7 +13,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -214,6 +214,11 @@ class Decoder:
         fills large members while the graph is decoded, :func:`.archive.read_arrays`), or
         raises a :class:`~safeload.errors.SafeloadError`.  Called before a member's first use;
         None: every array is complete.
+    consume : bool, default False
+        Drop each item of a JSON list of the graph (a list's, an ``objarray``'s) from it once
+        decoded, so the parsed graph is freed as the objects are built: for a graph decoded
+        once, by its owner (:func:`.archive.load_parts`).  The values, counts and errors are
+        the same either way.
     """
 
     _in_progress = _IN_PROGRESS  # for the C walk: a slot whose value is being built
@@ -224,8 +229,10 @@ class Decoder:
         builder: Builder,
         arrays: list[np.ndarray],
         ready: Callable[[int], None] | None = None,
+        consume: bool = False,
     ):
         self.placeholders = placeholders
+        self._consume = consume
         self._ready = ready
         self.builder = builder
         self.limits: Limits = builder.limits
@@ -349,8 +356,11 @@ class Decoder:
             self._count(1 + len(v))
             dec = self.dec
             depth += 1
-            for x in v:
-                out.append(x if type(x) in _ATOMS else dec(x, depth))
+            if self._consume:
+                out.extend(_consumed(v, dec, depth))
+            else:
+                for x in v:
+                    out.append(x if type(x) in _ATOMS else dec(x, depth))
             self._sizes[slot] = self.items - start
             return out
         if tp is str or tp is int or tp is float or tp is bool or v is None:
@@ -700,7 +710,9 @@ class Decoder:
         slot = self._reserve()
         dec = self.dec
         flat = np.fromiter(
-            (x if type(x) in _ATOMS else dec(x, depth) for x in items),
+            _consumed(items, dec, depth)
+            if self._consume
+            else (x if type(x) in _ATOMS else dec(x, depth) for x in items),
             dtype=object,
             count=len(items),
         )
@@ -831,6 +843,19 @@ class Decoder:
         if error is exc:
             raise exc
         raise error from exc
+
+
+def _consumed(items: list, dec: Callable[[Any, int], Any], depth: int) -> Iterator[Any]:
+    """Decode ``items`` (a JSON list of the graph) in order, dropping each decoded item from
+    the list at once (``Decoder(consume=True)``): the parsed graph shrinks as the objects it
+    describes are built (a boosted model's trees, docs/PERFORMANCE.md, session 9)."""
+    for k, x in enumerate(items):
+        if type(x) in _ATOMS:
+            yield x
+        else:
+            value = dec(x, depth)
+            items[k] = None
+            yield value
 
 
 def _extend(obj: Any, items: list, name: str) -> None:

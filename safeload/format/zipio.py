@@ -367,8 +367,38 @@ def _fail(rule: str, message: str) -> FormatError:
     return FormatError(f"safe format rule {rule}: {message}")
 
 
+def header_offset(tail: Any, size: int, name: str) -> int | None:
+    """Where member ``name``'s local header starts, found in ``tail``, the last bytes of a
+    file of ``size`` bytes, through its end-of-central-directory record and central
+    directory; None when they are not both in ``tail`` or ``name`` is not found there.
+
+    A hint for what to read, checked by nothing here: :func:`read_index` checks the whole
+    structure afterwards (and names what is wrong), whatever this returned.
+    """
+    n = len(tail)
+    if n < _EOCD.size or n > size:
+        return None
+    sig, _, _, _, n_total, cd_size, cd_start, _ = _EOCD.unpack_from(tail, n - _EOCD.size)
+    first = size - n  # file offset of tail[0]
+    if sig != _EOCD_SIG or cd_start < first or cd_start + cd_size != size - _EOCD.size:
+        return None
+    want = name.encode("utf-8")
+    pos = cd_start - first
+    end = n - _EOCD.size
+    for _ in range(n_total):
+        if pos + _CENTRAL.size > end:
+            return None
+        entry = _CENTRAL.unpack_from(tail, pos)
+        nlen, xlen, clen, hoff = entry[10], entry[11], entry[12], entry[16]
+        at = pos + _CENTRAL.size
+        if bytes(tail[at : at + nlen]) == want:
+            return hoff if 0 <= hoff < cd_start else None
+        pos = at + nlen + xlen + clen
+    return None
+
+
 def read_index(
-    data: Any, *, max_members: int, name_ok: Any, fd: int | None = None
+    data: Any, *, max_members: int, name_ok: Any, fd: int | None = None, base: int = 0
 ) -> dict[str, ZipMember]:
     """Parse and cross-check the whole zip structure of ``data``.
 
@@ -385,6 +415,11 @@ def read_index(
         read with ``pread``.  Each first touch of a mapped page costs a fault that maps 64 KiB
         around it (fault-around), ~3 µs each in a new process and RSS until dropped, and the
         local headers of a forest's members are each on a page of their own.
+    base : int, default 0
+        ``data`` holds the file's bytes from this offset to its end (a small file's tail:
+        the central directory and the last members, ``archive._read_tail``); the bytes before
+        it (the first local header's signature, the local headers before ``base``) are read
+        with ``pread`` on ``fd``, which is then required.
 
     Returns
     -------
@@ -398,12 +433,15 @@ def read_index(
     LimitExceededError
         More than ``max_members`` members.
     """
-    size = len(data)
-    if size < _EOCD.size or bytes(data[:4]) != _LOCAL_SIG:
+    if base and fd is None:
+        raise ValueError("read_index(base=...) reads the head of the file through fd")
+    size = base + len(data)
+    head = bytes(data[:4]) if not base else os.pread(fd, 4, 0)
+    if len(data) < _EOCD.size or head != _LOCAL_SIG:
         raise _fail("Z1", "the archive must start with a local file header")
     eocd_at = size - _EOCD.size
     sig, disk, cd_disk, n_disk, n_total, cd_size, cd_start, comment = _EOCD.unpack_from(
-        data, eocd_at
+        data, eocd_at - base
     )
     if sig != _EOCD_SIG or comment:
         raise _fail("Z2", "the end-of-central-directory record must close the file, no comment")
@@ -414,6 +452,8 @@ def read_index(
         raise _fail("Z2", "ZIP64 archives are not part of version 1 of the safe format")
     if cd_start + cd_size != cd_end:
         raise _fail("Z3", "the central directory must end where the end record begins")
+    if cd_start < base:  # pragma: no cover - _read_tail reads the whole directory
+        raise ValueError("read_index(base=...): the central directory starts before base")
     if n_total > max_members:
         from ..errors import LimitExceededError
 
@@ -448,7 +488,7 @@ def read_index(
                 iattr,
                 eattr,
                 hoff,
-            ) = central_unpack(view, pos)
+            ) = central_unpack(view, pos - base)
             if csig != _CENTRAL_SIG:
                 raise _fail("Z3", f"bad central directory signature at offset {pos}")
             if (
@@ -473,7 +513,7 @@ def read_index(
             pos = extra_at + xlen
             if pos > cd_end:
                 raise _fail("Z3", "central directory entry runs past its end")
-            raw_name = bytes(view[name_at:extra_at])
+            raw_name = bytes(view[name_at - base : extra_at - base])
             try:
                 name = raw_name.decode("utf-8")
             except UnicodeDecodeError:
@@ -485,7 +525,7 @@ def read_index(
             if hoff != expected_offset:
                 raise _fail("Z7", f"{name}: members must follow each other with no gap")
             extra = _PADDING[(hoff + _PAD_BASE + nlen) % ALIGNMENT] if method == STORED else b""
-            if view[extra_at:pos] != extra:
+            if view[extra_at - base : pos - base] != extra:
                 raise _fail("Z6", f"{name}: extra field is not safeload's alignment padding")
             if method == STORED and csize != usize:
                 raise _fail("Z4", f"{name}: a stored member's sizes must agree")
@@ -501,7 +541,10 @@ def read_index(
             expected_offset = data_offset + csize
             if expected_offset > cd_start:
                 raise _fail("Z7", f"{name}: data runs into the central directory")
-            found = view[hoff:data_offset] if fd is None else pread(fd, len(local), hoff)
+            if fd is None or (base and base <= hoff):  # in a buffer of the load's own
+                found = view[hoff - base : data_offset - base]
+            else:
+                found = pread(fd, len(local), hoff)
             if found != local:
                 raise _fail("Z8", f"{name}: local header disagrees with the central directory")
             members[name] = ZipMember(name, method, crc, csize, usize, hoff, data_offset)
