@@ -507,3 +507,24 @@ def test_the_fallback_reads_the_whole_small_file_when_the_directory_is_not_in_th
     loaded = safeload.load(path)
     assert calls == [path.stat().st_size]
     np.testing.assert_array_equal(loaded["a"], value["a"])
+
+
+def test_a_directory_that_moved_between_the_probe_and_the_tail_read_is_a_format_error(
+    tmp_path, monkeypatch
+):
+    # the probe's directory said where graph.json starts; a file rewritten before the tail
+    # is read can have its directory start before that offset: a FormatError (Z1), never a
+    # ValueError
+    from safeload.format import zipio
+
+    path, data, _ = _small_file(tmp_path)
+    start = _graph_header(data)
+    sig, disk, cd_disk, n_disk, n_total, cd_size, cd_start, comment = zipio._EOCD.unpack_from(
+        data, len(data) - 22
+    )
+    moved = start - 64
+    end = zipio._EOCD.pack(sig, 0, 0, n_disk, n_total, cd_size + cd_start - moved, moved, 0)
+    path.write_bytes(data[:-22] + end)
+    monkeypatch.setattr(archive, "header_offset", lambda tail, size, name: start)
+    with pytest.raises(FormatError, match="Z1.*changed"):
+        safeload.load(path)

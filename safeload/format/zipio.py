@@ -452,8 +452,8 @@ def read_index(
         raise _fail("Z2", "ZIP64 archives are not part of version 1 of the safe format")
     if cd_start + cd_size != cd_end:
         raise _fail("Z3", "the central directory must end where the end record begins")
-    if cd_start < base:  # pragma: no cover - _read_tail reads the whole directory
-        raise ValueError("read_index(base=...): the central directory starts before base")
+    if cd_start < base:  # the directory _read_tail found was not this one: changed since
+        raise _fail("Z1", "the file changed while it was read (its central directory moved)")
     if n_total > max_members:
         from ..errors import LimitExceededError
 
