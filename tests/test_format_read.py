@@ -528,3 +528,14 @@ def test_a_directory_that_moved_between_the_probe_and_the_tail_read_is_a_format_
     monkeypatch.setattr(archive, "header_offset", lambda tail, size, name: start)
     with pytest.raises(FormatError, match="Z1.*changed"):
         safeload.load(path)
+
+
+def test_a_tail_that_starts_past_graph_json_is_a_format_error(tmp_path, monkeypatch):
+    # review 9: a probe that saw another file can put the tail's start past graph.json's
+    # header; the tail would then be sliced at a negative offset (caught by the CRC before)
+    path, data, _ = _small_file(tmp_path)
+    start = _graph_header(data)
+    monkeypatch.setattr(archive, "header_offset", lambda tail, size, name: start + 64)
+    for verify in (None, False):
+        with pytest.raises(FormatError, match="Z1.*moved"):
+            safeload.load(path, verify=verify)

@@ -525,6 +525,8 @@ def _graph_text(
     names = list(index)
     if MANIFEST not in index or GRAPH not in index:
         raise _bad("M1", "the archive must hold manifest.json and graph.json")
+    if base and index[GRAPH].header_offset != base:  # review 9: the probe saw another file
+        raise _bad("Z1", "the file changed while it was read (graph.json moved)")
     if names[-1] != MANIFEST or names[-2] != GRAPH:
         raise _bad("M1", "graph.json and manifest.json must be the last two members")
     manifest_raw = _member_bytes(
