@@ -71,16 +71,20 @@ def _same(a: Any, b: Any, seen: set | None = None) -> None:
         assert a == b or (a != a and b != b)
 
 
+def _same_outcome(a: tuple, b: tuple) -> None:
+    """Two :func:`_run` results: the same value or error, counts, sizes and pool positions."""
+    assert a[0] == b[0], (a[:2], b[:2])
+    if a[0] == "ok":
+        _same(a[1], b[1])
+    else:
+        assert a[1] == b[1]
+    assert a[2:] == b[2:]
+
+
 def _agree(value: Any, limits: Limits | None = None) -> tuple:
     limits = limits or Limits()
     fast = _run(Decoder, value, limits)
-    ref = _run(_Reference, value, limits)
-    assert fast[0] == ref[0], (fast[:2], ref[:2])
-    if fast[0] == "ok":
-        _same(fast[1], ref[1])
-    else:
-        assert fast[1] == ref[1]
-    assert fast[2:] == ref[2:]
+    _same_outcome(fast, _run(_Reference, value, limits))
     return fast
 
 
@@ -152,14 +156,7 @@ def test_consuming_the_graph_decodes_the_same(value: Any, max_depth: int, max_it
     # from the JSON: same values, counts, sizes and errors, on both walks
     for limits in (Limits(), Limits(max_depth=max_depth, max_items=max_items)):
         for cls in (Decoder, _Reference):
-            kept = _run(cls, value, limits)
-            dropped = _run(cls, value, limits, consume=True)
-            assert kept[0] == dropped[0], (kept[:2], dropped[:2])
-            if kept[0] == "ok":
-                _same(kept[1], dropped[1])
-            else:
-                assert kept[1] == dropped[1]
-            assert kept[2:] == dropped[2:]
+            _same_outcome(_run(cls, value, limits), _run(cls, value, limits, consume=True))
 
 
 @pytest.mark.parametrize("cls", [Decoder, _Reference])

@@ -1417,22 +1417,31 @@ def _inflate(data: Any, member: ZipMember) -> bytes:
     return out
 
 
-def _read_small(src: Source, size: int) -> np.ndarray:
-    """The whole (small) file, read with one ``pread`` into a writable uint8 array, so that its
-    stored array members can be used in place (``read_arrays(private=True)``): numpy's
-    allocation is aligned for any dtype (16 bytes), and members start on 64-byte offsets.
+def _read_range(src: Source, start: int, end: int) -> np.ndarray:
+    """Bytes ``start:end`` of the file, read with one ``pread`` into a writable uint8 array
+    (aligned for any dtype: numpy allocates on 16 bytes, and members start on 64-byte
+    offsets), so that stored array members can be used in place.
 
     Reading beats copying out of the map: that would leave every page of the map counted in
     this process's RSS as well, and a file truncated meanwhile would raise SIGBUS on the map.
+
+    Raises
+    ------
+    FormatError
+        The file changed size while it was read (rule Z1).
     """
-    _drop_pages(src.data)  # the head the format detection read
-    buf = np.empty(size, np.uint8)
+    buf = np.empty(end - start, np.uint8)
     if src.file is None:  # pragma: no cover - a map always comes with its file
-        buf[:] = np.frombuffer(src.data, np.uint8)
-        return buf
-    if os.preadv(src.file.fileno(), [buf], 0) != size:
+        buf[:] = np.frombuffer(src.data, np.uint8, end - start, start)
+    elif os.preadv(src.file.fileno(), [buf], start) != end - start:
         raise _bad("Z1", "the file changed size while it was read")
     return buf
+
+
+def _read_small(src: Source, size: int) -> np.ndarray:
+    """The whole (small) file (:func:`_read_range`)."""
+    _drop_pages(src.data)  # the head the format detection read
+    return _read_range(src, 0, size)
 
 
 def _read_tail(src: Source, size: int) -> tuple[np.ndarray, int]:
@@ -1453,30 +1462,19 @@ def _read_tail(src: Source, size: int) -> tuple[np.ndarray, int]:
     if src.file is None:  # pragma: no cover - a map always comes with its file
         return _read_small(src, size), 0
     _drop_pages(src.data)  # the head the format detection read
-    fd = src.file.fileno()
     probe = min(size, _TAIL_PROBE)
-    start = header_offset(os.pread(fd, probe, size - probe), size, GRAPH)
+    start = header_offset(os.pread(src.file.fileno(), probe, size - probe), size, GRAPH)
     if not start:
         return _read_small(src, size), 0
-    buf = np.empty(size - start, np.uint8)
-    if os.preadv(fd, [buf], start) != size - start:
-        raise _bad("Z1", "the file changed size while it was read")
-    return buf, start
+    return _read_range(src, start, size), start
 
 
 def _read_head(src: Source, index: dict[str, ZipMember]) -> np.ndarray:
-    """The part of a small file before ``graph.json`` (every array member, rule M1), read with
-    one ``pread`` into a writable uint8 array after the graph is parsed: offsets in it are
-    file offsets.  What it holds is hashed from these bytes (:func:`read_arrays`), so a file
-    changed since its tail was read fails its hashes or its headers, as with a large file's
-    later reads."""
-    size = index[GRAPH].header_offset
-    buf = np.empty(size, np.uint8)
-    if size and src.file is None:  # pragma: no cover - a map always comes with its file
-        buf[:] = np.frombuffer(src.data, np.uint8, size)
-    elif size and os.preadv(src.file.fileno(), [buf], 0) != size:
-        raise _bad("Z1", "the file changed size while it was read")
-    return buf
+    """The part of a small file before ``graph.json`` (every array member, rule M1), read
+    after the graph is parsed (:func:`_read_range`): offsets in it are file offsets.  What it
+    holds is hashed from these bytes (:func:`read_arrays`), so a file changed since its tail
+    was read fails its hashes or its headers, as with a large file's later reads."""
+    return _read_range(src, 0, index[GRAPH].header_offset)
 
 
 def _drop_pages(data: Any) -> None:
