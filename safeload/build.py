@@ -688,6 +688,14 @@ def plain_setstate(cls: Any) -> bool:
     )
 
 
+def class_build(cls: Any) -> bool:
+    """Whether ``BUILD`` on an instance of exactly ``cls`` takes :func:`_apply_build`'s
+    ``__setstate__`` branch whenever the instance has that attribute (``cls`` is a class, and
+    neither a class, function or module type nor a dtype): the C walk's ``call`` nodes
+    (``format/_walk.c``, ``fast_call``) then check the state and call it themselves."""
+    return isinstance(cls, type) and not issubclass(cls, (*_NOT_BUILDABLE, np.dtype))
+
+
 def _apply_build(inst: Any, state: Any, name: str) -> None:
     """``BUILD`` as ``pickle._Unpickler.load_build`` does it, but only on instances."""
     if isinstance(inst, _NOT_BUILDABLE):

@@ -103,6 +103,22 @@ class Copying(P):
         self.state = snap(state)
 
 
+class Bare:
+    """No ``__setstate__``: BUILD updates the instance ``__dict__`` (``_apply_build``)."""
+
+
+class AttrRaising(P):
+    """Looking ``__setstate__`` up on an instance raises something else than AttributeError."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__setstate__" and object.__getattribute__(self, "__dict__").get("boom"):
+            raise ValueError("lookup")
+        return object.__getattribute__(self, name)
+
+    def __init__(self, *args: Any) -> None:
+        self.boom = bool(args)
+
+
 NAMES = [
     f"tests._hostilenode.{n}"
     for n in (
@@ -115,5 +131,7 @@ NAMES = [
         "NewClass",
         "NewSub",
         "Copying",
+        "Bare",
+        "AttrRaising",
     )
 ]

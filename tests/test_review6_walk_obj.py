@@ -72,6 +72,9 @@ def _same(a: Any, b: Any, memo: dict) -> None:
 _atoms = st.one_of(st.none(), st.booleans(), st.integers(0, 7), st.text("ar", max_size=2))
 _g = st.sampled_from([0, 0, 0, 1, 1, 1, 2, 3, 4, 5, 6, 7])  # mostly the plain classes
 _bad_g = st.sampled_from([True, 0.0, -1, 99])
+#: call nodes (``_walk.c`` ``fast_call`` from a global's second node on): every class above,
+#: the ones without ``__setstate__`` or whose lookup of it raises too
+_call_g = st.sampled_from([0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10])
 
 
 def _values(children: st.SearchStrategy) -> st.SearchStrategy:
@@ -91,6 +94,17 @@ def _values(children: st.SearchStrategy) -> st.SearchStrategy:
             min_size=2,
             max_size=4,
         ),
+        st.fixed_dictionaries(
+            {"$": st.just("call"), "g": _call_g},
+            optional={"args": st.lists(children, max_size=2), "state": children},
+        ),
+        st.lists(
+            st.fixed_dictionaries(
+                {"$": st.just("call"), "g": _call_g, "args": st.just([]), "state": children}
+            ),
+            min_size=2,
+            max_size=4,
+        ),
         # rarer: hostile forms next to plain ones (bad g, args/items, unknown keys, refs past the end)
         st.one_of(
             st.fixed_dictionaries({"$": st.just("obj"), "g": _bad_g, "state": children}),
@@ -106,6 +120,14 @@ def _values(children: st.SearchStrategy) -> st.SearchStrategy:
                 {"$": st.just("obj"), "g": _g, "state": children, "x": st.just(1)}
             ),
             st.fixed_dictionaries({"$": st.just("ref"), "id": st.integers(-1, 40)}),
+            st.fixed_dictionaries(
+                {"$": st.just("call"), "g": _call_g, "state": children},
+                optional={
+                    "args": st.sampled_from([{}, "x", [1]]),
+                    "kwargs": st.just({"a": 1}),
+                    "items": st.lists(children, max_size=2),
+                },
+            ),
         ),
     )
 
@@ -137,3 +159,142 @@ def test_plain_obj_nodes_agree_with_the_reference(graph, max_depth, max_items):
                 "ValidationError",
             }, fast[0]
         assert fast[1:] == ref[1:]
+
+
+# ``call`` nodes (session 10): from a global's second node on, ``_walk.c`` ``fast_call`` does
+# what Decoder._node does (arguments, builder.invoke, the slot, check_state + __setstate__ or
+# _apply_build, builder.finish).
+
+
+def _calls(g: int, states: list, args: list | None = None) -> list[dict]:
+    node = {"$": "call", "g": g}
+    if args is not None:
+        node["args"] = args
+    return [{**node, "state": s} for s in states]
+
+
+def _python_nodes(monkeypatch, graph: Any, limits: Limits | None = None) -> tuple[tuple, int]:
+    """The fast decode of ``graph`` (call nodes with a state only) and how many of its nodes
+    Python's _node built (each sets its state through _set_state; the walk's never does)."""
+    seen = []
+    real = Decoder._set_state
+
+    def counting(self, *args):
+        seen.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(Decoder, "_set_state", counting)
+    out = _run(Decoder, graph, limits or Limits())
+    monkeypatch.undo()
+    return out, len(seen)
+
+
+def test_repeated_call_nodes_are_built_by_the_walk_as_by_the_reference(monkeypatch):
+    graph = [
+        *_calls(0, [1, {"$": "dict", "v": {"a": [2]}}, {"$": "ref", "id": 1}], args=[]),
+        *_calls(9, [{"$": "dict", "v": {"a": 1}}, {"$": "dict", "v": {"z": 2}}]),  # Bare
+        *_calls(6, [None, None]),  # NewClass: BUILD on a class is forbidden, in either path
+    ]
+    fast, python_nodes = _python_nodes(monkeypatch, graph[:5])
+    ref = _run(_Reference, graph[:5], Limits())
+    assert python_nodes == 2  # the first node of each class; the walk built the other three
+    assert fast[0][0] == "ok"
+    _same(fast[0][1], ref[0][1], {})
+    p, q = fast[0][1][0], fast[0][1][3]
+    assert type(p).__name__ == "P" and p.state == 1
+    assert type(q).__name__ == "Bare" and vars(q) == {"a": 1}
+    assert vars(fast[0][1][4]) == {"z": 2}
+    assert fast[1:] == ref[1:]
+    fast, _ = _python_nodes(monkeypatch, graph)
+    assert fast[0][0] == "ForbiddenOperationError"
+    assert fast == _run(_Reference, graph, Limits())
+
+
+@pytest.mark.parametrize(
+    "states, error",
+    [
+        ([None, {"$": "dict", "v": {"r": 1}}], "FormatError"),  # ValueError in __setstate__
+        ([None, {"$": "dict", "v": {"r": 3}}], "FormatError"),  # its own SafeloadError
+        ([None, {"$": "dict", "v": {"r": 4}}], "FormatError"),  # MemoryError (state_error)
+        ([None, {"$": "ref", "id": 2}], "ok"),  # its own slot: filled before the state
+    ],
+)
+def test_a_later_failing_call_node_is_the_reference_error(monkeypatch, states, error):
+    graph = _calls(3, states, args=[])  # Raising
+    fast, python_nodes = _python_nodes(monkeypatch, graph)
+    ref = _run(_Reference, graph, Limits())
+    assert python_nodes == 1
+    assert fast[0][0] == ref[0][0] == error
+    if error == "ok":
+        _same(fast[0][1], ref[0][1], {})
+        assert fast[0][1][1].state is fast[0][1][1]  # a cycle through the state
+    else:
+        assert fast[0] == ref[0]
+    assert fast[1:] == ref[1:]
+
+
+def test_a_call_node_whose_arguments_name_itself_is_the_reference_error(monkeypatch):
+    graph = _calls(0, [None], args=[]) + _calls(0, [None], args=[{"$": "ref", "id": 2}])
+    fast, _ = _python_nodes(monkeypatch, graph)
+    assert fast[0][:2] == (
+        "FormatError",
+        "safe format rule G5: a value is referenced inside its own construction",
+    )
+    assert fast == _run(_Reference, graph, Limits())
+
+
+def test_a_setstate_lookup_that_raises_is_the_reference_error(monkeypatch):
+    graph = _calls(10, [None], args=[]) + _calls(10, [None], args=[1])  # AttrRaising
+    fast, python_nodes = _python_nodes(monkeypatch, graph)
+    assert python_nodes == 1
+    assert fast[0][:2] == (
+        "FormatError",
+        "restoring the state of tests._hostilenode.AttrRaising failed: ValueError: lookup",
+    )
+    assert fast == _run(_Reference, graph, Limits())
+
+
+def test_call_nodes_the_walk_builds_get_their_state_check(monkeypatch):
+    from safeload import statechecks
+
+    monkeypatch.setitem(
+        statechecks.REGISTRY,
+        "tests._hostilenode.P",
+        lambda inst, state: "state 'bad'" if state == "bad" else None,
+    )
+    monkeypatch.setattr(statechecks, "_cache", {})
+    graph = _calls(0, ["ok", "ok", "bad"], args=[])
+    fast, python_nodes = _python_nodes(monkeypatch, graph)
+    assert python_nodes == 1
+    assert fast[0][:2] == (
+        "ValidationError",
+        "tests._hostilenode.P: state 'bad'; its compiled __setstate__ would read out of bounds",
+    )
+    monkeypatch.setitem(
+        statechecks.REGISTRY,
+        "tests._hostilenode.P",
+        lambda inst, state: "state 'bad'" if state == "bad" else None,
+    )
+    monkeypatch.setattr(statechecks, "_cache", {})
+    assert fast == _run(_Reference, graph, Limits())
+
+
+def test_trees_the_walk_builds_are_checked_before_use():
+    # the third Tree is built by fast_call: its out-of-range child must still be refused
+    import numpy as np
+    from sklearn.tree import DecisionTreeRegressor
+
+    import safeload
+
+    X = np.random.default_rng(1).random((50, 3))
+    trees = [DecisionTreeRegressor(max_depth=2, random_state=k).fit(X, X[:, k]) for k in range(3)]
+    state = trees[2].tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = 99  # past node_count: _apply_dense would read out of bounds
+    trees[2].tree_.__setstate__({**state, "nodes": nodes})
+    good = safeload.loads(safeload.dumps(trees[:2]))
+    assert [t.predict(X[:5]).tolist() for t in good] == [
+        t.predict(X[:5]).tolist() for t in trees[:2]
+    ]
+    with pytest.raises(safeload.ValidationError, match="children_left"):
+        safeload.loads(safeload.dumps(trees))

@@ -5,8 +5,9 @@
  *
  *   Walker(decoder, dispatch, atoms, ndarray_keys, max_depth, max_items, error)
  *       decoder   the Python Decoder; its slots, arrays, _sizes, _shapes, _pool_next, _plans,
- *                 builder.finish, _pooled, _set_state and _obj_error are read once here and
- *                 must not be rebound while the walker lives.
+ *                 builder.finish, builder.invoke, _pooled, _set_state, _obj_error,
+ *                 _fast_call, _check_state and _apply_build are read once here and must not
+ *                 be rebound while the walker lives.
  *       dispatch  tag -> (handler, allowed keys): Decoder's _dispatch_table.
  *       error     error(kind, *args) raises the reference's exception for `kind` (so the
  *                 messages live in one place, decode.py).
@@ -18,10 +19,15 @@
  *
  * What runs here: JSON atoms, lists, tagged values' key/depth/count bookkeeping, the
  * {"$": "dict", "v": {...}} form, pooled "ndarray" slices whose shape and pool were seen
- * before (Decoder._pooled fills both caches on first use), and {"$": "obj", "g", "state"}
+ * before (Decoder._pooled fills both caches on first use), {"$": "obj", "g", "state"}
  * nodes of a global whose plan Decoder._node made and found plain (Decoder._plain_node:
  * cls.__new__(cls), the state decoded, __setstate__, builder.finish; errors mapped by
- * Decoder._obj_error, a __new__ returning another type handed to Decoder._set_state).  Every other tag calls its Python
+ * Decoder._obj_error, a __new__ returning another type handed to Decoder._set_state),
+ * {"$": "call", "g"[, "args"][, "state"]} nodes of a class whose plan Decoder._node flagged
+ * with build.class_build (what Decoder._node does: the arguments decoded, builder.invoke --
+ * the call rule, then the call --, the state set as _apply_build sets it, builder.finish;
+ * the errors mapped as _set_state maps them), and {"$": "ref", "id"} naming a finished
+ * slot (Decoder._ref).  Every other tag calls its Python
  * handler with the same arguments the reference passes; anything unusual about a pooled
  * slice calls Decoder._pooled, which checks it and names the problem.  The item count, the
  * slot table and the shared-value sizes change exactly as in the reference, so a graph
@@ -43,7 +49,8 @@ typedef struct {
     PyObject *slots, *arrays, *sizes, *shapes, *pool_next;
     PyObject *pooled;    /* bound Decoder._pooled */
     PyObject *plans, *in_progress, *obj_error, *set_state, *finish; /* for plain obj nodes */
-    PyObject *str_obj, *str_g, *str_state, *str_new, *str_setstate;
+    PyObject *fast_call, *invoke, *check_state, *apply_build;       /* and for call nodes */
+    PyObject *str_obj, *str_g, *str_state, *str_new, *str_setstate, *str_call, *str_args, *str_ref, *str_id;
     PyObject *str_tag, *str_i, *str_at, *str_shape, *str_order, *str_v, *str_reshape;
     PyObject *str_ndarray, *str_dict, *str_C, *str_F, *kw_order;
     long long items, max_items;
@@ -364,6 +371,165 @@ done:
     return result;
 }
 
+/* Decoder._set_state's error mapping around a BUILD step that returned `r`: NULL (with the
+ * reference's exception set) when it failed. */
+static int state_step(Walker *w, PyObject *r, PyObject *name, PyObject *pair) {
+    if (!r) {
+        obj_error(w, "state", name, pair);
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* {"$": "call", "g"[, "args"][, "state"]} whose plan Decoder._node cached with the fast-call
+ * flag (build.class_build): what Decoder._node does for it -- the arguments decoded,
+ * builder.invoke (the call rule, then the call), the slot filled, the state decoded and set
+ * as _set_state / _apply_build set it (an instance of exactly the class: its __setstate__
+ * after statechecks.check_state; anything else: _apply_build itself), builder.finish.
+ * `depth` is the handler's.  NULL with no exception set means "not this case" (nothing done
+ * yet): the caller calls the Python handler. */
+static PyObject *fast_call(Walker *w, PyObject *v, Py_ssize_t depth) {
+    PyObject *g = PyDict_GetItemWithError(v, w->str_g);
+    if (!g || !PyLong_CheckExact(g)) return NULL;
+    PyObject *raw_args = PyDict_GetItemWithError(v, w->str_args);
+    if (!raw_args && PyErr_Occurred()) return NULL;
+    if (raw_args && !PyList_CheckExact(raw_args)) return NULL;
+    PyObject *state = PyDict_GetItemWithError(v, w->str_state);
+    if (!state && PyErr_Occurred()) return NULL;
+    /* "$", "g" and these: no kwargs, items or setitems */
+    if (PyDict_GET_SIZE(v) != 2 + (raw_args != NULL) + (state != NULL)) return NULL;
+    PyObject *key = PyTuple_Pack(2, g, w->str_call);
+    if (!key) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(w->plans, key);
+    Py_DECREF(key);
+    if (!entry || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
+        PyTuple_GET_ITEM(entry, 3) != w->fast_call)
+        return NULL;
+    PyObject *plan = PyTuple_GET_ITEM(entry, 0);
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 3 ||
+        !PyType_Check(PyTuple_GET_ITEM(plan, 0)))
+        return NULL;
+    /* the fast case from here on: every failure sets an exception */
+    Py_INCREF(entry);
+    Py_XINCREF(raw_args);
+    Py_XINCREF(state);
+    PyObject *cls = PyTuple_GET_ITEM(plan, 0), *pair = PyTuple_GET_ITEM(plan, 1);
+    PyObject *name = PyTuple_GET_ITEM(entry, 2), *result = NULL, *args = NULL, *st = NULL;
+    PyObject *r;
+    Py_ssize_t slot = PyList_GET_SIZE(w->slots);
+    if (PyList_Append(w->slots, w->in_progress) < 0) goto done;
+    /* Decoder._arguments: atoms as they are, anything else decoded, in order (iterated as
+     * its list comprehension iterates, the length read at each step) */
+    if (!(args = PyList_New(0))) goto done;
+    for (Py_ssize_t k = 0; raw_args && k < PyList_GET_SIZE(raw_args); k++) {
+        PyObject *x = PyList_GET_ITEM(raw_args, k);
+        Py_INCREF(x);
+        PyObject *a = is_atom(w, x) ? (Py_INCREF(x), x) : walker_dec(w, x, depth);
+        Py_DECREF(x);
+        if (!a) goto done;
+        int bad = PyList_Append(args, a);
+        Py_DECREF(a);
+        if (bad < 0) goto done;
+    }
+    Py_SETREF(args, PyList_AsTuple(args));
+    if (!args) goto done;
+    {
+        PyObject *call_args[5] = {NULL, plan, w->str_call, args, Py_None};
+        result = PyObject_Vectorcall(w->invoke, call_args + 1,
+                                     4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    if (!result) goto done;
+    if (slot >= PyList_GET_SIZE(w->slots)) {
+        PyErr_SetString(PyExc_RuntimeError, "the slot table shrank during the walk");
+        goto fail;
+    }
+    Py_INCREF(result);
+    PyList_SetItem(w->slots, slot, result);
+    if (state) {
+        st = is_atom(w, state) ? (Py_INCREF(state), state) : walker_dec(w, state, depth);
+        if (!st) goto fail;
+        PyObject *setstate = NULL;
+        if (Py_TYPE(result) == (PyTypeObject *)cls) {
+            /* _apply_build's branch for an instance with __setstate__ */
+            setstate = PyObject_GetAttr(result, w->str_setstate);
+            if (!setstate) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                    obj_error(w, "state", name, pair);
+                    goto fail;
+                }
+                PyErr_Clear(); /* getattr(inst, "__setstate__", None) is None */
+            }
+        }
+        if (setstate) {
+            PyObject *check_args[4] = {NULL, result, st, name};
+            r = PyObject_Vectorcall(w->check_state, check_args + 1,
+                                    3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            if (r) {
+                Py_DECREF(r);
+                r = PyObject_CallOneArg(setstate, st);
+            }
+            Py_DECREF(setstate);
+        } else {
+            PyObject *build_args[4] = {NULL, result, st, name};
+            r = PyObject_Vectorcall(w->apply_build, build_args + 1,
+                                    3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        if (state_step(w, r, name, pair) < 0) goto fail;
+    }
+    {
+        PyObject *finish_args[3] = {NULL, result, pair};
+        r = PyObject_Vectorcall(w->finish, finish_args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                NULL);
+    }
+    if (!r) goto fail;
+    Py_DECREF(r);
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    Py_XDECREF(st);
+    Py_XDECREF(args);
+    Py_XDECREF(state);
+    Py_XDECREF(raw_args);
+    Py_DECREF(entry);
+    return result;
+}
+
+/* {"$": "ref", "id"} naming a finished slot: Decoder._ref (the value's items counted again,
+ * from _sizes).  NULL with no exception set means "not this case" (nothing done yet): the
+ * caller calls the Python handler, which names the problem. */
+static PyObject *fast_ref(Walker *w, PyObject *v) {
+    PyObject *id = PyDict_GetItemWithError(v, w->str_id);
+    if (!id || !PyLong_CheckExact(id)) return NULL;
+    int overflow = 0;
+    long long ref = PyLong_AsLongLongAndOverflow(id, &overflow);
+    if (overflow || ref < 0 || ref >= PyList_GET_SIZE(w->slots)) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *hit = PyList_GET_ITEM(w->slots, (Py_ssize_t)ref);
+    if (hit == w->in_progress) return NULL;
+    long long n = 0;
+    PyObject *size = PyDict_GetItemWithError(w->sizes, id);
+    if (size) {
+        if (!PyLong_CheckExact(size)) return NULL;
+        n = PyLong_AsLongLongAndOverflow(size, &overflow);
+        if (overflow || n < 0) {
+            PyErr_Clear();
+            return NULL;
+        }
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_INCREF(hit);
+    if (count(w, n) < 0) {
+        Py_DECREF(hit);
+        return NULL;
+    }
+    return hit;
+}
+
 static PyObject *dec_tagged(Walker *w, PyObject *v, Py_ssize_t depth) {
     if (too_deep(w, depth)) return NULL;
     PyObject *tag = PyDict_GetItemWithError(v, w->str_tag);
@@ -414,7 +580,14 @@ static PyObject *dec_tagged(Walker *w, PyObject *v, Py_ssize_t depth) {
     } else if (PyErr_Occurred()) {
         result = NULL;
     } else {
-        result = PyUnicode_Compare(tag, w->str_obj) == 0 ? fast_obj(w, v, depth + 1) : NULL;
+        if (PyUnicode_Compare(tag, w->str_obj) == 0)
+            result = fast_obj(w, v, depth + 1);
+        else if (PyUnicode_Compare(tag, w->str_call) == 0)
+            result = fast_call(w, v, depth + 1);
+        else if (PyUnicode_Compare(tag, w->str_ref) == 0)
+            result = fast_ref(w, v);
+        else
+            result = NULL;
         if (!result && !PyErr_Occurred()) {
             PyObject *d = PyLong_FromSsize_t(depth + 1);
             if (d) {
@@ -490,6 +663,10 @@ static int Walker_clear(Walker *w) {
     Py_CLEAR(w->obj_error);
     Py_CLEAR(w->set_state);
     Py_CLEAR(w->finish);
+    Py_CLEAR(w->fast_call);
+    Py_CLEAR(w->invoke);
+    Py_CLEAR(w->check_state);
+    Py_CLEAR(w->apply_build);
     return 0;
 }
 
@@ -516,6 +693,10 @@ static int Walker_traverse(Walker *w, visitproc visit, void *arg) {
     Py_VISIT(w->obj_error);
     Py_VISIT(w->set_state);
     Py_VISIT(w->finish);
+    Py_VISIT(w->fast_call);
+    Py_VISIT(w->invoke);
+    Py_VISIT(w->check_state);
+    Py_VISIT(w->apply_build);
     return 0;
 }
 
@@ -539,6 +720,10 @@ static void Walker_dealloc(Walker *w) {
     Py_XDECREF(w->str_state);
     Py_XDECREF(w->str_new);
     Py_XDECREF(w->str_setstate);
+    Py_XDECREF(w->str_call);
+    Py_XDECREF(w->str_args);
+    Py_XDECREF(w->str_ref);
+    Py_XDECREF(w->str_id);
     Py_TYPE(w)->tp_free((PyObject *)w);
 }
 
@@ -588,6 +773,9 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     if (!(w->in_progress = attr_of(decoder, "_in_progress", NULL))) return -1;
     if (!(w->obj_error = attr_of(decoder, "_obj_error", NULL))) return -1;
     if (!(w->set_state = attr_of(decoder, "_set_state", NULL))) return -1;
+    if (!(w->fast_call = attr_of(decoder, "_fast_call", NULL))) return -1;
+    if (!(w->check_state = attr_of(decoder, "_check_state", NULL))) return -1;
+    if (!(w->apply_build = attr_of(decoder, "_apply_build", NULL))) return -1;
     PyObject *consume = PyObject_GetAttrString(decoder, "_consume");
     if (!consume) return -1;
     w->consume = PyObject_IsTrue(consume);
@@ -596,8 +784,9 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     PyObject *builder = attr_of(decoder, "builder", NULL);
     if (!builder) return -1;
     w->finish = attr_of(builder, "finish", NULL);
+    w->invoke = w->finish ? attr_of(builder, "invoke", NULL) : NULL;
     Py_DECREF(builder);
-    if (!w->finish) return -1;
+    if (!w->finish || !w->invoke) return -1;
 #define INTERN(field, text) \
     if (!w->field && !(w->field = PyUnicode_InternFromString(text))) return -1
     INTERN(str_tag, "$");
@@ -616,6 +805,10 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     INTERN(str_state, "state");
     INTERN(str_new, "__new__");
     INTERN(str_setstate, "__setstate__");
+    INTERN(str_call, "call");
+    INTERN(str_args, "args");
+    INTERN(str_ref, "ref");
+    INTERN(str_id, "id");
 #undef INTERN
     if (!w->kw_order && !(w->kw_order = Py_BuildValue("(O)", w->str_order))) return -1;
     return 0;

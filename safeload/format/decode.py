@@ -20,13 +20,22 @@ import numpy as np
 
 from .._hashing import check_key_nesting, collision_probes
 from ..audit import audit
-from ..build import Builder, _apply_build, construct, construct_error, plain_setstate, state_error
+from ..build import (
+    Builder,
+    _apply_build,
+    class_build,
+    construct,
+    construct_error,
+    plain_setstate,
+    state_error,
+)
 from ..constraints import _class_call_without_arguments
 from ..errors import ForbiddenOperationError, FormatError, LimitExceededError, SafeloadError
 from ..graph import ParseContext
 from ..jsonnest import MAX_VALUE_NESTING
 from ..limits import Limits
 from ..policy import Policy
+from ..statechecks import check_state
 from .npyio import dtype_from_json
 
 try:  # optional C walk (Decoder.dec at C speed); the Python methods below are the reference
@@ -37,6 +46,9 @@ except ImportError:  # pragma: no cover - built without a compiler
 __all__ = ["Decoder", "decode_globals"]
 
 _IN_PROGRESS = object()
+#: the plan flag of a ``call`` node's class that :func:`~safeload.build.class_build` accepted:
+#: from its second node on, the C walk builds it as :meth:`Decoder._node` would (``fast_call``)
+_FAST_CALL = object()
 _ATOMS = (str, int, float, bool, type(None))
 _HEX = re.compile(r"-?[0-9a-f]+\Z")
 _CONSTS = {"Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
@@ -225,6 +237,9 @@ class Decoder:
     """
 
     _in_progress = _IN_PROGRESS  # for the C walk: a slot whose value is being built
+    _fast_call = _FAST_CALL  # for the C walk: a call node it builds itself
+    _check_state = staticmethod(check_state)  # for the C walk: _apply_build's state check
+    _apply_build = staticmethod(_apply_build)  # for the C walk: BUILD in other cases
 
     def __init__(
         self,
@@ -778,17 +793,16 @@ class Decoder:
             kind = "new" if v["$"] == "obj" else "call"
             index = self._placeholder(v)
             plan = self.builder.plan(self.placeholders[index], kind)
-            plain = (
-                kind == "new"
-                and plan[2] in (None, _class_call_without_arguments)
-                and plain_setstate(plan[0])
-            )
+            if kind == "new":
+                plain = plan[2] in (None, _class_call_without_arguments) and plain_setstate(plan[0])
+            else:  # the C walk builds later nodes of this class itself (_walk.c, fast_call)
+                plain = _FAST_CALL if class_build(plan[0]) else False
             entry = self._plans[key] = (plan, kind, f"{plan[1][0]}.{plan[1][1]}", plain)
         plan, kind, name, plain = entry
         slots = self.slots
         slot = len(slots)
         slots.append(_IN_PROGRESS)
-        if plain and len(v) == 3 and "state" in v:
+        if plain is True and len(v) == 3 and "state" in v:
             return self._plain_node(v, depth, plan, name, slot)
         if "args" in v or "kwargs" in v:
             args, kwargs = self._arguments(v, kind, depth)
