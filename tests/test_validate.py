@@ -1026,6 +1026,12 @@ def test_one_hot_encoder():
     )
     bad._default_to_infrequent_mappings[0] = np.full(7, 40)
     _raises(bad, "feature 0 can be encoded as column 40")
+    # drop="first": codes 0..3 lose code 0 and shift down, so 3 columns are enough, 2 are not
+    dropped = OneHotEncoder(drop="first").fit(RNG.randint(0, 4, (40, 2)))
+    assert dropped._n_features_outs == [3, 3]
+    validate(dropped, L)
+    dropped._n_features_outs = [3, 2]
+    _raises(dropped, "feature 1 can be encoded as column 2", "_n_features_outs[1]")
 
 
 def test_garbage_never_escapes_as_another_exception(svc, hgb_cat, clf_tree):

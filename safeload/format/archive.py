@@ -1600,6 +1600,8 @@ def load_parts(
         raise _out_of_memory("an array member", limits) from exc
     if not mmap_mode:
         _drop_pages(data)  # array headers and small arrays: nothing reads the map any more
+    for table in ("globals", "dtypes", "arrays"):  # resolved and read: not kept while building
+        del safe.doc[table]
     decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays, ready, consume=True)
     out: dict[str, Any] = {"manifest": safe.manifest}
     try:

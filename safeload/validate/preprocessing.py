@@ -94,6 +94,11 @@ def validate_one_hot_encoder(est: object, limits: Limits) -> None:
         cats = get_array(est, f"categories_[{i}]", cats, ndim=1)
         _check_sorted(est, i, cats)
         n_cats = cats.shape[0]
+        if not infrequent and (drop is None or drop[i] is None):
+            # the codes are 0 .. n_cats - 1: the largest must fit (no array needed)
+            if n_cats > outs[i]:
+                _outside(est, i, n_cats - 1, outs[i])
+            continue
         codes = np.arange(n_cats, dtype=np.int64)
         if infrequent:
             idx = infreq_idx[i]
@@ -110,9 +115,12 @@ def validate_one_hot_encoder(est: object, limits: Limits) -> None:
             codes = codes[codes != to_drop]
             codes = codes - (codes > to_drop)
         if codes.size and (codes.min() < 0 or codes.max() >= outs[i]):
-            bad = int(codes.min()) if codes.min() < 0 else int(codes.max())
-            fail(
-                est,
-                f"feature {i} can be encoded as column {bad} of its block, outside "
-                f"[0, {outs[i]}) (_n_features_outs[{i}])",
-            )
+            _outside(est, i, int(codes.min()) if codes.min() < 0 else int(codes.max()), outs[i])
+
+
+def _outside(est: object, i: int, bad: int, n_out: int) -> None:
+    fail(
+        est,
+        f"feature {i} can be encoded as column {bad} of its block, outside "
+        f"[0, {n_out}) (_n_features_outs[{i}])",
+    )
