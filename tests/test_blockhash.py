@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -84,7 +85,7 @@ def test_bad_arguments_are_type_errors(args):
 
 
 # --------------------------------------------------------------------- reads (session 6)
-# Hasher.read: a reader thread preads large members into their arrays while the graph is
+# Hasher.read: the worker thread (hashing first, reading when nothing is to hash) preads large members into their arrays while the graph is
 # decoded; Hasher.wait(k) is the decoder's barrier before a member's first use.
 
 
@@ -180,6 +181,22 @@ def test_a_dropped_hasher_with_reads_queued_stops_its_threads_and_releases(dataf
     del hasher
     for buf in bufs:
         buf.extend(b"!")
+
+
+def test_one_thread_reads_and_hashes(datafile):
+    # session 10: a reader thread beside the hashing thread made three busy threads on two
+    # vCPUs (and TLB-shootdown interrupts on each copy-on-write fault of a forked loader)
+    fh, data = datafile
+    tasks = len(os.listdir("/proc/self/task"))
+    bufs = [np.empty(1 << 20, np.uint8) for _ in range(4)]
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    ids = [hasher.read(k << 20, b"h", buf) for k, buf in enumerate(bufs)]
+    assert len(os.listdir("/proc/self/task")) == tasks + 1
+    assert hasher.join() == [
+        hashlib.sha256(b"h" + data[k << 20 : (k + 1) << 20]).hexdigest() for k in ids
+    ]
+    assert len(os.listdir("/proc/self/task")) == tasks
 
 
 def test_read_needs_a_file_a_writable_buffer_and_an_open_hasher(datafile):

@@ -1,7 +1,7 @@
 """Large array members read by a thread while the graph is decoded (session 6).
 
 ``read_arrays`` hands every stored member of 64 KiB or more of a file over 1 MiB to
-``_blockhash.Hasher.read``: a reader thread (and the decoder while it waits) fill them with
+``_blockhash.Hasher.read``: its worker thread (and the decoder while it waits) fill them with
 ``pread`` and each block is hashed once read.  The decoder calls ``ready(i)`` before the first
 use of member ``i``.  These tests hold the three things that must stay true: the decoder never
 uses a member before it is read, the values equal the hashlib reference path's, and a member

@@ -16,15 +16,17 @@
  *       finishes) for read(); once per hasher.
  *   Hasher.read(offset, head, buffer) -> int
  *       Queue a pread of len(buffer) bytes at `offset` of that file into `buffer` (a writable
- *       C-contiguous buffer), then SHA-256(head + buffer) as add() does.  A reader thread
- *       fills the buffers in read() order, without the GIL; the hash of one waits for its
- *       read.  The caller must not touch `buffer` before wait() returned for its index.
+ *       C-contiguous buffer), then SHA-256(head + buffer) as add() does.  The worker thread
+ *       fills the buffers in read() order, without the GIL, whenever no job it could hash
+ *       is waiting (hashes first: the caller reads while it waits); the hash of one waits
+ *       for its read.  The caller must not touch `buffer` before wait() returned for its
+ *       index.
  *   Hasher.wait(index)
  *       Block (without the GIL) until the read of job `index` is done, reading the next
  *       blocks on this thread too; raises EOFError when the file ended first, OSError when
  *       pread failed.  Jobs from add() are ready at once.
  *   Hasher.join() -> list[str]
- *       Hash what is still queued on this thread too, wait for the reader and the worker,
+ *       Hash (and read) what is still queued on this thread too, wait for the worker,
  *       and return the hex digests in add() / read() order.  The hasher is finished then
  *       (add() and read() raise RuntimeError); a failed read raises EOFError or OSError.
  *   A Hasher dropped without join() cancels the queued digests, waits for the one in hand and
@@ -62,12 +64,12 @@ typedef struct {
     Job *jobs;
     Py_ssize_t count, capacity, next; /* next: the first job nobody took yet */
     pthread_mutex_t mutex;
-    pthread_cond_t wake, done, rwake;
-    pthread_t thread, reader;
+    pthread_cond_t wake, done;
+    pthread_t thread;
     Py_ssize_t rnext; /* no job before it waits for its read */
     int fd;           /* dup of set_file()'s descriptor, -1 without */
     int sync_ready, started, closing, cancelled, finished, running;
-    int reader_started, reader_closing, reads_pending;
+    int reads_pending;
 } Hasher;
 
 /* SHA-256(head + data) into md; 0 on success. No Python calls: runs without the GIL. */
@@ -118,13 +120,27 @@ static void finish_job(Hasher *h, Py_ssize_t k, Job *snapshot, int state) {
     h->jobs[k].state = state;
 }
 
+static Py_ssize_t take_read(Hasher *h, Job *snapshot);
+static void run_read(Hasher *h, Py_ssize_t k, Job *snapshot);
+
+/* The worker thread: hashes the jobs whose bytes are present, in order, and reads the next
+ * pending read() job when none is; never takes the GIL.  One thread for both: a separate
+ * reader thread made three busy threads on two vCPUs, and in a forked process each
+ * copy-on-write fault then sent a TLB-shootdown interrupt to the other CPU
+ * (docs/PERFORMANCE.md, session 10). */
 static void *worker_main(void *arg) {
     Hasher *h = (Hasher *)arg;
     pthread_mutex_lock(&h->mutex);
     for (;;) {
         Job snapshot;
-        Py_ssize_t k;
-        while ((k = take(h, &snapshot)) < 0 && !h->closing) pthread_cond_wait(&h->wake, &h->mutex);
+        Py_ssize_t k = -1, j = -1;
+        while ((k = take(h, &snapshot)) < 0 && (j = take_read(h, &snapshot)) < 0 &&
+               !h->closing)
+            pthread_cond_wait(&h->wake, &h->mutex);
+        if (j >= 0) {
+            run_read(h, j, &snapshot);
+            continue;
+        }
         if (k < 0) break;
         h->running = 1;
         pthread_mutex_unlock(&h->mutex);
@@ -181,24 +197,6 @@ static void run_read(Hasher *h, Py_ssize_t k, Job *snapshot) {
     pthread_cond_broadcast(&h->done);
 }
 
-/* The reader thread: fills read() jobs in order, never takes the GIL. */
-static void *reader_main(void *arg) {
-    Hasher *h = (Hasher *)arg;
-    pthread_mutex_lock(&h->mutex);
-    for (;;) {
-        Job snapshot;
-        Py_ssize_t k = take_read(h, &snapshot);
-        if (k >= 0) {
-            run_read(h, k, &snapshot);
-            continue;
-        }
-        if (h->cancelled || h->reader_closing) break;
-        pthread_cond_wait(&h->rwake, &h->mutex);
-    }
-    pthread_mutex_unlock(&h->mutex);
-    return NULL;
-}
-
 static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (PyTuple_GET_SIZE(args) != 0 || (kwds && PyDict_GET_SIZE(kwds) != 0)) {
         PyErr_SetString(PyExc_TypeError, "Hasher() takes no arguments");
@@ -221,13 +219,6 @@ static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         Py_DECREF(h);
         return PyErr_Format(PyExc_OSError, "pthread_cond_init failed");
     }
-    if (pthread_cond_init(&h->rwake, NULL) != 0) {
-        pthread_cond_destroy(&h->done);
-        pthread_cond_destroy(&h->wake);
-        pthread_mutex_destroy(&h->mutex);
-        Py_DECREF(h);
-        return PyErr_Format(PyExc_OSError, "pthread_cond_init failed");
-    }
     h->fd = -1;
     h->sync_ready = 1;
     return (PyObject *)h;
@@ -235,27 +226,19 @@ static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
 
 /* Stop the worker (cancel: skip what is queued) and wait for it.  No GIL needed. */
 static void stop_worker(Hasher *h, int cancel) {
-    if (h->reader_started) { /* first: the worker may wait for a read */
+    if (h->started) { /* first: it may be reading from fd */
         pthread_mutex_lock(&h->mutex);
-        h->reader_closing = 1;
+        h->closing = 1;
         if (cancel) h->cancelled = 1;
-        pthread_cond_signal(&h->rwake);
+        pthread_cond_signal(&h->wake);
         pthread_mutex_unlock(&h->mutex);
-        pthread_join(h->reader, NULL);
-        h->reader_started = 0;
+        pthread_join(h->thread, NULL);
+        h->started = 0;
     }
     if (h->fd >= 0) {
         close(h->fd);
         h->fd = -1;
     }
-    if (!h->started) return;
-    pthread_mutex_lock(&h->mutex);
-    h->closing = 1;
-    if (cancel) h->cancelled = 1;
-    pthread_cond_signal(&h->wake);
-    pthread_mutex_unlock(&h->mutex);
-    pthread_join(h->thread, NULL);
-    h->started = 0;
 }
 
 static void release_jobs(Hasher *h) {
@@ -269,14 +252,13 @@ static void release_jobs(Hasher *h) {
 }
 
 static void Hasher_dealloc(Hasher *h) {
-    if (h->started || h->reader_started || h->fd >= 0) {
+    if (h->started || h->fd >= 0) {
         Py_BEGIN_ALLOW_THREADS
         stop_worker(h, 1);
         Py_END_ALLOW_THREADS
     }
     release_jobs(h);
     if (h->sync_ready) {
-        pthread_cond_destroy(&h->rwake);
         pthread_cond_destroy(&h->done);
         pthread_cond_destroy(&h->wake);
         pthread_mutex_destroy(&h->mutex);
@@ -398,14 +380,10 @@ static PyObject *Hasher_read(Hasher *h, PyObject *const *args, Py_ssize_t nargs)
     h->jobs[k].offset = offset;
     h->jobs[k].rstate = view.len > 0 ? 1 : 0;
     if (view.len > 0) h->reads_pending++;
-    if (!h->reader_started && view.len > 0) {
-        /* without a thread, wait() and join() read on the calling thread */
-        if (pthread_create(&h->reader, NULL, reader_main, h) == 0) h->reader_started = 1;
-    }
     if (!h->started) {
+        /* without a thread, wait() and join() read and hash on the calling thread */
         if (pthread_create(&h->thread, NULL, worker_main, h) == 0) h->started = 1;
     }
-    pthread_cond_signal(&h->rwake);
     pthread_cond_signal(&h->wake);
     pthread_mutex_unlock(&h->mutex);
     return PyLong_FromSsize_t(k);
@@ -432,8 +410,8 @@ static PyObject *Hasher_wait(Hasher *h, PyObject *arg) {
         pthread_mutex_unlock(&h->mutex);
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&h->mutex);
-        /* read the next blocks here too, beside the reader (hashing instead would make a
-         * third busy thread on two cores, slowing the reads waited for) */
+        /* read the next blocks here too, beside the worker (the reads are what the caller
+         * waits for; the worker hashes what is read) */
         while (h->jobs[k].rstate > 0) {
             Job snapshot;
             Py_ssize_t j = take_read(h, &snapshot);

@@ -74,7 +74,7 @@ _TAIL_PROBE = 8 << 10
 #: reading from memory: large members totalling at least this are hashed on a worker thread;
 #: below it starting the thread costs more than the hash it would take off the main thread
 _THREAD_HASH = 512 << 10
-#: large members the reader thread fills are allocated and queued at most this many bytes
+#: large members the hasher's thread fills are allocated and queued at most this many bytes
 #: ahead of the last member the decode asked for (:class:`_ReadQueue`)
 _READ_AHEAD = 4 << 20
 #: a JSON nesting too deep for Python's parser is reported against max_depth
@@ -867,10 +867,10 @@ def read_arrays(
         Waits for the reads and hashes and raises :class:`IntegrityError` listing every member
         whose SHA-256 differs from the manifest's.  The caller builds meanwhile (the hash is
         tamper evidence, not a trust boundary: built content is validated either way) and
-        calls it before returning anything, on every path (it stops the reader thread).
+        calls it before returning anything, on every path (it stops the hasher's thread).
     ready : callable or None
         ``ready(i)`` waits until member ``i``'s bytes are all read: large members of a file
-        are filled by a reader thread (``_blockhash``) while the caller decodes, which must
+        are filled by the hasher's C thread (``_blockhash``) while the caller decodes, which must
         call it before the first use of ``arrays[i]`` (``Decoder(ready=...)``).  Such a
         member is allocated only when the decode comes within ``_READ_AHEAD`` bytes of it
         (:class:`_ReadQueue`): ``arrays[i]`` is None until then.  None when every array is
@@ -925,10 +925,10 @@ def read_arrays(
     deferred: list[tuple[str, int, int, bool]] = []
     # member index -> every Hasher job that reads part of it: each must be waited for, since
     # the decoder's wait() reads blocks too, so a member's last block can be done before an
-    # earlier one the reader thread still has in hand
+    # earlier one the hasher's thread still has in hand
     waits: dict[int, list[int]] = {}
     job: _HashThread | None = None
-    queue: _ReadQueue | None = None  # large members for the reader thread of ``fast``
+    queue: _ReadQueue | None = None  # large members for the thread of ``fast``
     # a small file's array members, read once into a buffer of the load's own (_read_head):
     # used in place (a second copy costs as much again in page faults), unless that would
     # keep much more than the arrays alive (a buffer that is mostly something else)
@@ -976,9 +976,10 @@ def read_arrays(
                 continue
             if nbytes >= _LARGE and file is not None and not in_memory:
                 if verify and _blockhash is not None and (not blocked or hl < BLOCK_SIZE):
-                    # read and hashed beside the decode, without the GIL: a reader thread
+                    # read and hashed beside the decode, without the GIL: the hasher's thread
                     # fills the member block by block (the decode waits for it at its first
-                    # use, Decoder(ready=...)), each block is hashed once read; allocated
+                    # use, Decoder(ready=...)), each block is hashed once read (by that
+                    # thread, or at finish() by this one beside it); allocated
                     # and queued when the decode comes near it (_ReadQueue)
                     if fast is None:
                         fast = _blockhash.Hasher()
@@ -1192,7 +1193,7 @@ def _add_member(fast: Any, member: Any, blocked: bool) -> int | list[int]:
 
 
 class _ReadQueue:
-    """Large members a :class:`_blockhash.Hasher` reader thread fills, allocated and queued in
+    """Large members a :class:`_blockhash.Hasher`'s thread fills, allocated and queued in
     member order (the graph's order of first use) as the decode comes near them.
 
     The first member is queued at once, then the next ones while the members queued but not
