@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import numpy as np
 import pytest
@@ -197,6 +198,35 @@ def test_one_thread_reads_and_hashes(datafile):
         hashlib.sha256(b"h" + data[k << 20 : (k + 1) << 20]).hexdigest() for k in ids
     ]
     assert len(os.listdir("/proc/self/task")) == tasks
+
+
+def test_buffers_of_done_jobs_are_given_back_before_join(datafile):
+    # session 10: a member the decode is done with is freed as soon as it is hashed (a later
+    # wait() or read() gives the buffers of the jobs done so far back), not at join()
+    fh, data = datafile
+    bufs = [bytearray(1 << 20) for _ in range(3)]
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    ids = [hasher.read(k << 20, b"", buf) for k, buf in enumerate(bufs)]
+    late = bytearray(1 << 20)
+    deadline = time.monotonic() + 30
+    while True:  # the worker hashes them in its own time
+        for k in ids:
+            hasher.wait(k)
+        try:
+            for buf in bufs:
+                buf.extend(b"!")  # BufferError while the hasher still holds it
+            break
+        except BufferError:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    hasher.read(3 << 20, b"", late)
+    with pytest.raises(BufferError):
+        late.extend(b"!")  # held: not hashed yet, or hashed but not given back yet
+    assert hasher.join() == [
+        hashlib.sha256(data[k << 20 : (k + 1) << 20]).hexdigest() for k in range(4)
+    ]
+    late.extend(b"!")
 
 
 def test_read_needs_a_file_a_writable_buffer_and_an_open_hasher(datafile):

@@ -335,7 +335,7 @@ def test_large_members_are_queued_in_order_within_the_read_ahead_of_the_decode()
     queue = archive._ReadQueue(fast, out, waits)
     for i, n in enumerate(sizes):  # member 5 is small: never queued here
         queue.add(i, 1000 * i, b"H", (n // 8,), np.dtype("<f8"), "C", n, False)
-    queue.fill(-1)
+    queue.fill()
     assert [r[0] for r in fast.reads] == [0, 1000]  # the first, then 2 MiB ahead of it
     assert [type(a) for a in out] == [np.ndarray, np.ndarray, type(None), type(None)] + [
         type(None)
@@ -350,23 +350,40 @@ def test_large_members_are_queued_in_order_within_the_read_ahead_of_the_decode()
     assert out[2].nbytes == 8 * mib and out[5] is None
 
 
-def test_asking_for_a_later_member_queues_every_member_before_it_first():
+def test_asking_for_a_later_member_queues_it_alone():
+    # session 10: a forest asks for its value pool, the last member, first; queueing every
+    # member before it had all 400 node arrays (106 MiB) allocated before the first tree
     mib = 1 << 20
     fast, out, waits = _FakeHasher(), [None] * 4, {}
     queue = archive._ReadQueue(fast, out, waits)
     for i in range(4):
         queue.add(i, 1000 * i, b"", (3 * mib,), np.dtype("u1"), "C", 3 * mib, i == 3)
-    queue.fill(-1)
+    queue.fill()
     assert [r[0] for r in fast.reads] == [0, 1000]
-    queue.ask(3)  # the reader fills in queue order: 2 before 3
-    assert [r[0] for r in fast.reads[:3]] == [0, 1000, 2000]
+    queue.ask(3)  # member 3 alone; 2 stays out of memory (3 MiB of 1 are ahead)
     # member 3 is hashed per 1 MiB block: its first block carries the header
-    assert [(r[0], r[2]) for r in fast.reads[3:]] == [
+    assert [(r[0], r[2]) for r in fast.reads[2:]] == [
         (3000, 1 << 20), (3000 + (1 << 20), 1 << 20), (3000 + (2 << 20), 1 << 20)
     ]  # fmt: skip
-    assert waits[3] == [3, 4, 5]
-    queue.fill(10)  # finish(): nothing left
+    assert waits[3] == [2, 3, 4] and out[2] is None
+    queue.ask(1)  # no longer ahead: 2 fits now
+    assert [r[0] for r in fast.reads[5:]] == [2000] and waits[2] == [5]
+    queue.ask(2)
+    queue.fill(everything=True)  # finish(): nothing left
     assert len(fast.reads) == 6
+
+
+def test_finish_queues_every_member_the_decode_did_not_ask_for():
+    mib = 1 << 20
+    fast, out, waits = _FakeHasher(), [None] * 3, {}
+    queue = archive._ReadQueue(fast, out, waits)
+    for i in range(3):
+        queue.add(i, 1000 * i, b"", (5 * mib,), np.dtype("u1"), "C", 5 * mib, False)
+    queue.fill()
+    assert [r[0] for r in fast.reads] == [0]
+    queue.fill(everything=True)
+    assert [r[0] for r in fast.reads] == [0, 1000, 2000]
+    assert sorted(waits) == [0, 1, 2]
 
 
 def _three_members(tmp_path, graph=None):

@@ -34,9 +34,9 @@ def _pools() -> list[np.ndarray]:
 
 
 def _run(
-    cls: type, value: Any, limits: Limits, consume: bool = False
+    cls: type, value: Any, limits: Limits, consume: bool = False, keep: Any = None
 ) -> tuple[str, Any, int, dict, list]:
-    decoder = cls([], Builder(default_policy(), limits, {}), _pools(), consume=consume)
+    decoder = cls([], Builder(default_policy(), limits, {}), _pools(), consume=consume, keep=keep)
     try:
         out = decoder.dec(copy.deepcopy(value), 0)
         result: tuple[str, Any] = ("ok", out)
@@ -148,6 +148,58 @@ SETTINGS = settings(
 def test_walk_agrees_with_the_reference(value: Any, max_depth: int, max_items: int) -> None:
     _agree(value)
     _agree(value, Limits(max_depth=max_depth, max_items=max_items))
+
+
+@SETTINGS
+@given(_graphs, st.integers(1, 6), st.integers(1, 60))
+def test_keeping_only_referenced_arrays_decodes_the_same(value, max_depth, max_items):
+    # Decoder(keep=ref_ids(graph)) (session 10) leaves a whole-member array out of the slot
+    # table unless a ref names its slot: same values, counts, sizes and errors, both walks
+    keep = decode.ref_ids(value)
+    for limits in (Limits(), Limits(max_depth=max_depth, max_items=max_items)):
+        for cls in (Decoder, _Reference):
+            _same_outcome(_run(cls, value, limits), _run(cls, value, limits, keep=keep))
+
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 30), st.text("$refid", max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["$", "id", "v", "x"]), inner, max_size=3),
+        st.fixed_dictionaries(
+            {"$": st.just("ref"), "id": st.one_of(st.integers(-2, 40), st.booleans(), inner)}
+        ),
+    ),
+    max_leaves=30,
+)
+
+
+@SETTINGS
+@given(_json)
+def test_ref_ids_in_c_equal_the_python_reference(doc):
+    fast = decode.ref_ids(doc)
+    walk, decode._walk = decode._walk, None
+    try:
+        assert fast == decode.ref_ids(doc)
+    finally:
+        decode._walk = walk
+    assert all(type(i) is int for i in fast)
+
+
+def test_a_referenced_array_is_kept_and_the_others_go():
+    graph = [{"$": "ndarray", "i": 0}, {"$": "ndarray", "i": 1}, {"$": "ref", "id": 2}]
+    keep = decode.ref_ids(graph)
+    assert keep == {2}
+    for cls in (Decoder, _Reference):
+        decoder = cls([], Builder(default_policy(), Limits(), {}), _pools(), keep=keep)
+        out = decoder.dec(copy.deepcopy(graph), 0)
+        assert out[2] is out[1] and out[0].tolist() == list(range(40))
+        assert decoder.arrays[:2] == [None, None]  # the decoder lets both go at their use
+        assert decoder.slots[:2] == [decode._DROPPED] * 2 and decoder.slots[2] is out[1]
+        # a ref to a slot left out (impossible with keep = ref_ids(graph)) is refused
+        decoder = cls([], Builder(default_policy(), Limits(), {}), _pools(), keep=set())
+        with pytest.raises(FormatError, match="G5: a reference names a value the decoder"):
+            decoder.dec(copy.deepcopy(graph), 0)
 
 
 @given(_graphs, st.integers(1, 6), st.integers(1, 60))

@@ -33,12 +33,12 @@ class _Recording(Builder):
         super().finish(result, pair)
 
 
-def _run(cls: type, graph: Any, limits: Limits) -> tuple:
+def _run(cls: type, graph: Any, limits: Limits, keep: Any = None) -> tuple:
     doc = {"globals": [n.rsplit(".", 1) for n in NAMES], "dtypes": [], "arrays": [], "root": graph}
     _ctx, placeholders, resolved = decode_globals(doc, _POLICY)
     builder = _Recording(_POLICY, limits, resolved)
     builder.finished = []
-    decoder = cls(placeholders, builder, [])
+    decoder = cls(placeholders, builder, [], keep=keep)
     try:
         out: tuple = ("ok", decoder.decode_root(copy.deepcopy(graph)))
     except Exception as exc:  # noqa: BLE001 - compared below; must be a SafeloadError
@@ -143,8 +143,13 @@ _graphs = st.recursive(_atoms, _values, max_leaves=30)
 )
 @given(_graphs, st.integers(1, 12), st.integers(1, 80))
 def test_plain_obj_nodes_agree_with_the_reference(graph, max_depth, max_items):
-    for limits in (Limits(), Limits(max_depth=max_depth, max_items=max_items)):
-        fast = _run(Decoder, graph, limits)
+    keep = decode.ref_ids(graph)  # Decoder(keep=...) (session 10) decodes the same
+    for limits, kept in (
+        (Limits(), None),
+        (Limits(max_depth=max_depth, max_items=max_items), None),
+        (Limits(), keep),
+    ):
+        fast = _run(Decoder, graph, limits, kept)
         ref = _run(_Reference, graph, limits)
         assert fast[0][0] == ref[0][0], (fast[0], ref[0])
         if fast[0][0] == "ok":

@@ -6,8 +6,9 @@
  *   Hasher()
  *   Hasher.add(head, data) -> int
  *       Queue SHA-256(head + data) (a bytes header and any C-contiguous buffer) and return its
- *       index.  The hasher holds a buffer export of `data` until join(): the caller must not
- *       write it meanwhile.  When the worker thread already has a digest waiting, this one is
+ *       index.  The hasher holds a buffer export of `data` until the job is hashed and a
+ *       later read() or wait() gives the buffers of the jobs done so far back (in job order),
+ *       or join(): the caller must not write it meanwhile.  When the worker thread already has a digest waiting, this one is
  *       computed at once on the calling thread (the data was just read, so it is in the CPU
  *       cache, and both cores hash); otherwise it goes to the worker, which starts on the
  *       first add and never takes the GIL.
@@ -63,6 +64,7 @@ typedef struct {
     PyObject_HEAD
     Job *jobs;
     Py_ssize_t count, capacity, next; /* next: the first job nobody took yet */
+    Py_ssize_t released;              /* jobs before it gave their buffers back */
     pthread_mutex_t mutex;
     pthread_cond_t wake, done;
     pthread_t thread;
@@ -71,6 +73,8 @@ typedef struct {
     int sync_ready, started, closing, cancelled, finished, running;
     int reads_pending;
 } Hasher;
+
+static void release_done(Hasher *h);
 
 /* SHA-256(head + data) into md; 0 on success. No Python calls: runs without the GIL. */
 static int sha256_two(const void *head, size_t head_len, const void *data, size_t len,
@@ -248,7 +252,7 @@ static void release_jobs(Hasher *h) {
     }
     PyMem_Free(h->jobs);
     h->jobs = NULL;
-    h->count = h->capacity = h->next = 0;
+    h->count = h->capacity = h->next = h->released = 0;
 }
 
 static void Hasher_dealloc(Hasher *h) {
@@ -368,6 +372,7 @@ static PyObject *Hasher_read(Hasher *h, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "read() offset < 0");
         return NULL;
     }
+    release_done(h);
     Py_buffer view;
     if (PyObject_GetBuffer(args[2], &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) return NULL;
     pthread_mutex_lock(&h->mutex);
@@ -387,6 +392,34 @@ static PyObject *Hasher_read(Hasher *h, PyObject *const *args, Py_ssize_t nargs)
     pthread_cond_signal(&h->wake);
     pthread_mutex_unlock(&h->mutex);
     return PyLong_FromSsize_t(k);
+}
+
+/* Give back the buffers of the jobs done (read and hashed, or failed) since the last call,
+ * in job order (GIL held, mutex not): an array the decode is done with is freed then, not
+ * at join() (docs/PERFORMANCE.md, session 10).  Their digests and states stay. */
+static void release_done(Hasher *h) {
+    for (;;) {
+        Py_buffer views[32];
+        PyObject *heads[32];
+        int n = 0;
+        pthread_mutex_lock(&h->mutex);
+        while (n < 32 && h->released < h->count) {
+            Job *job = &h->jobs[h->released];
+            if ((job->state != 2 && job->state != -1) || job->rstate > 0) break;
+            views[n] = job->view;
+            heads[n] = job->head;
+            memset(&job->view, 0, sizeof(Py_buffer)); /* release_jobs() skips it */
+            job->head = NULL;
+            n++;
+            h->released++;
+        }
+        pthread_mutex_unlock(&h->mutex);
+        for (int i = 0; i < n; i++) {
+            PyBuffer_Release(&views[i]);
+            Py_XDECREF(heads[i]);
+        }
+        if (n < 32) return;
+    }
 }
 
 /* Raise for the failed read of job k (GIL held). */
@@ -426,6 +459,7 @@ static PyObject *Hasher_wait(Hasher *h, PyObject *arg) {
     err = h->jobs[k].rerrno;
     pthread_mutex_unlock(&h->mutex);
     if (rstate < 0) return read_failed(k, err);
+    release_done(h);
     Py_RETURN_NONE;
 }
 

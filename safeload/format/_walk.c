@@ -6,8 +6,8 @@
  *   Walker(decoder, dispatch, atoms, ndarray_keys, max_depth, max_items, error)
  *       decoder   the Python Decoder; its slots, arrays, _sizes, _shapes, _pool_next, _plans,
  *                 builder.finish, builder.invoke, _pooled, _set_state, _obj_error,
- *                 _fast_call, _check_state and _apply_build are read once here and must not
- *                 be rebound while the walker lives.
+ *                 _fast_call, _dropped, _keep, _check_state and _apply_build are read once
+ *                 here and must not be rebound while the walker lives.
  *       dispatch  tag -> (handler, allowed keys): Decoder's _dispatch_table.
  *       error     error(kind, *args) raises the reference's exception for `kind` (so the
  *                 messages live in one place, decode.py).
@@ -27,7 +27,9 @@
  * with build.class_build (what Decoder._node does: the arguments decoded, builder.invoke --
  * the call rule, then the call --, the state set as _apply_build sets it, builder.finish;
  * the errors mapped as _set_state maps them), and {"$": "ref", "id"} naming a finished
- * slot (Decoder._ref).  Every other tag calls its Python
+ * slot (Decoder._ref; one it left out goes to Decoder._ref), and with Decoder(keep=...) it
+ * leaves out of the slot table each finished value whose slot no ref names (Decoder._drop).
+ * Every other tag calls its Python
  * handler with the same arguments the reference passes; anything unusual about a pooled
  * slice calls Decoder._pooled, which checks it and names the problem.  The item count, the
  * slot table and the shared-value sizes change exactly as in the reference, so a graph
@@ -50,6 +52,7 @@ typedef struct {
     PyObject *pooled;    /* bound Decoder._pooled */
     PyObject *plans, *in_progress, *obj_error, *set_state, *finish; /* for plain obj nodes */
     PyObject *fast_call, *invoke, *check_state, *apply_build;       /* and for call nodes */
+    PyObject *dropped, *keep; /* Decoder(keep=...): a set of slot ids, or None */
     PyObject *str_obj, *str_g, *str_state, *str_new, *str_setstate, *str_call, *str_args, *str_ref, *str_id;
     PyObject *str_tag, *str_i, *str_at, *str_shape, *str_order, *str_v, *str_reshape;
     PyObject *str_ndarray, *str_dict, *str_C, *str_F, *kw_order;
@@ -59,6 +62,19 @@ typedef struct {
 } Walker;
 
 static PyObject *walker_dec(Walker *w, PyObject *v, Py_ssize_t depth);
+
+/* Decoder._drop: with Decoder(keep=...), the slot of a finished value no ref names holds the
+ * dropped marker (the value is held by what it was built into, if anything). */
+static int drop_slot(Walker *w, Py_ssize_t slot) {
+    if (w->keep == Py_None || slot >= PyList_GET_SIZE(w->slots)) return 0;
+    PyObject *k = PyLong_FromSsize_t(slot);
+    if (!k) return -1;
+    int in = PySet_Contains(w->keep, k);
+    Py_DECREF(k);
+    if (in < 0) return -1;
+    if (!in) PyList_SetItem(w->slots, slot, Py_NewRef(w->dropped));
+    return 0;
+}
 
 static int is_atom(Walker *w, PyObject *x) {
     PyTypeObject *t = Py_TYPE(x);
@@ -159,7 +175,7 @@ static PyObject *dec_list(Walker *w, PyObject *v, Py_ssize_t depth) {
         Py_DECREF(item);
         if (rc < 0) goto error;
     }
-    if (set_size(w, slot, start) < 0) goto error;
+    if (set_size(w, slot, start) < 0 || drop_slot(w, slot) < 0) goto error;
     return out;
 error:
     Py_DECREF(out);
@@ -270,7 +286,8 @@ static PyObject *dec_ndarray_inline(Walker *w, PyObject *v, PyObject *index, Py_
         value = PyObject_Vectorcall(w->pooled, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         if (!value) return NULL;
     }
-    if (PyList_Append(w->slots, value) < 0) {
+    Py_ssize_t slot = PyList_GET_SIZE(w->slots);
+    if (PyList_Append(w->slots, value) < 0 || drop_slot(w, slot) < 0) {
         Py_DECREF(value);
         return NULL;
     }
@@ -509,7 +526,7 @@ static PyObject *fast_ref(Walker *w, PyObject *v) {
         return NULL;
     }
     PyObject *hit = PyList_GET_ITEM(w->slots, (Py_ssize_t)ref);
-    if (hit == w->in_progress) return NULL;
+    if (hit == w->in_progress || hit == w->dropped) return NULL;
     long long n = 0;
     PyObject *size = PyDict_GetItemWithError(w->sizes, id);
     if (size) {
@@ -599,7 +616,8 @@ static PyObject *dec_tagged(Walker *w, PyObject *v, Py_ssize_t depth) {
     }
     Py_DECREF(handler);
     Py_DECREF(tag);
-    if (result && slot < PyList_GET_SIZE(w->slots) && set_size(w, slot, start) < 0) {
+    if (result && slot < PyList_GET_SIZE(w->slots) &&
+        (set_size(w, slot, start) < 0 || drop_slot(w, slot) < 0)) {
         Py_CLEAR(result);
     }
     return result;
@@ -667,6 +685,8 @@ static int Walker_clear(Walker *w) {
     Py_CLEAR(w->invoke);
     Py_CLEAR(w->check_state);
     Py_CLEAR(w->apply_build);
+    Py_CLEAR(w->dropped);
+    Py_CLEAR(w->keep);
     return 0;
 }
 
@@ -697,6 +717,8 @@ static int Walker_traverse(Walker *w, visitproc visit, void *arg) {
     Py_VISIT(w->invoke);
     Py_VISIT(w->check_state);
     Py_VISIT(w->apply_build);
+    Py_VISIT(w->dropped);
+    Py_VISIT(w->keep);
     return 0;
 }
 
@@ -776,6 +798,12 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     if (!(w->fast_call = attr_of(decoder, "_fast_call", NULL))) return -1;
     if (!(w->check_state = attr_of(decoder, "_check_state", NULL))) return -1;
     if (!(w->apply_build = attr_of(decoder, "_apply_build", NULL))) return -1;
+    if (!(w->dropped = attr_of(decoder, "_dropped", NULL))) return -1;
+    if (!(w->keep = attr_of(decoder, "_keep", NULL))) return -1;
+    if (w->keep != Py_None && !PyAnySet_Check(w->keep)) {
+        PyErr_SetString(PyExc_TypeError, "decoder._keep must be None or a set");
+        return -1;
+    }
     PyObject *consume = PyObject_GetAttrString(decoder, "_consume");
     if (!consume) return -1;
     w->consume = PyObject_IsTrue(consume);
@@ -857,8 +885,60 @@ static PyTypeObject WalkerType = {
     .tp_getset = Walker_getset,
 };
 
+/* ref_ids(doc) -> set: decode.ref_ids (its Python body is the reference): the id of every
+ * {"$": "ref", "id": int} object in parsed JSON, every dict value and list item visited. */
+static PyObject *walk_ref_ids(PyObject *module, PyObject *doc) {
+    (void)module;
+    static PyObject *s_tag, *s_ref, *s_id;
+    if (!s_tag && !(s_tag = PyUnicode_InternFromString("$"))) return NULL;
+    if (!s_ref && !(s_ref = PyUnicode_InternFromString("ref"))) return NULL;
+    if (!s_id && !(s_id = PyUnicode_InternFromString("id"))) return NULL;
+    PyObject *found = PySet_New(NULL), *stack = PyList_New(0), *x = NULL;
+    if (!found || !stack || PyList_Append(stack, doc) < 0) goto fail;
+    while (PyList_GET_SIZE(stack) > 0) {
+        Py_ssize_t n = PyList_GET_SIZE(stack);
+        x = Py_NewRef(PyList_GET_ITEM(stack, n - 1));
+        if (PyList_SetSlice(stack, n - 1, n, NULL) < 0) goto fail;
+        if (PyDict_CheckExact(x)) {
+            PyObject *tag = PyDict_GetItemWithError(x, s_tag);
+            if (!tag && PyErr_Occurred()) goto fail;
+            if (tag && PyUnicode_CheckExact(tag) && PyUnicode_Compare(tag, s_ref) == 0) {
+                PyObject *id = PyDict_GetItemWithError(x, s_id);
+                if (!id && PyErr_Occurred()) goto fail;
+                if (id && PyLong_CheckExact(id) && PySet_Add(found, id) < 0) goto fail;
+            }
+            PyObject *k, *v;
+            Py_ssize_t pos = 0;
+            while (PyDict_Next(x, &pos, &k, &v)) {
+                if ((PyDict_CheckExact(v) || PyList_CheckExact(v)) && PyList_Append(stack, v) < 0)
+                    goto fail;
+            }
+        } else if (PyList_CheckExact(x)) {
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(x); i++) {
+                PyObject *v = PyList_GET_ITEM(x, i);
+                if ((PyDict_CheckExact(v) || PyList_CheckExact(v)) && PyList_Append(stack, v) < 0)
+                    goto fail;
+            }
+        }
+        Py_CLEAR(x);
+    }
+    Py_DECREF(stack);
+    return found;
+fail:
+    Py_XDECREF(x);
+    Py_XDECREF(stack);
+    Py_XDECREF(found);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"ref_ids", (PyCFunction)walk_ref_ids, METH_O, "decode.ref_ids(doc) at C speed."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_walk", "The safe-format decoder's walk at C speed.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_walk", "The safe-format decoder's walk at C speed.", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__walk(void) {

@@ -35,7 +35,7 @@ from ..jsonnest import MAX_VALUE_NESTING, check_json_nesting
 from ..limits import Limits
 from ..policy import Policy
 from ..source import SafeloadLoadIOError, Source
-from .decode import Decoder, decode_globals
+from .decode import Decoder, decode_globals, ref_ids
 from .digest import BLOCK_SIZE, MemberHash, block_count, digest, expected, uses_blocks
 from .encode import Encoder
 from .npyio import check_array_dtype, dtype_from_json, header_bytes, header_for
@@ -1057,7 +1057,7 @@ def read_arrays(
                 digests = {n: digest(view[a : a + size], b) for n, a, size, b in deferred}
                 pending = [(n, digests[n] if d is None else d) for n, d in pending]
         if queue is not None:
-            queue.fill(-1)  # the first member and those within _READ_AHEAD after it
+            queue.fill()  # the first member and those within _READ_AHEAD after it
     except BaseException:
         if serial is not None:
             serial.shutdown(wait=True)
@@ -1082,7 +1082,7 @@ def read_arrays(
     def finish() -> None:
         try:
             if queue is not None:
-                queue.fill(len(out))  # members the decode did not reach: hashed all the same
+                queue.fill(everything=True)  # members the decode did not reach: hashed too
             if blocks is not None:
                 blocks.finish()  # fills in the block lists of pending
             done = (
@@ -1193,15 +1193,18 @@ def _add_member(fast: Any, member: Any, blocked: bool) -> int | list[int]:
 
 
 class _ReadQueue:
-    """Large members a :class:`_blockhash.Hasher`'s thread fills, allocated and queued in
-    member order (the graph's order of first use) as the decode comes near them.
+    """Large members a :class:`_blockhash.Hasher`'s thread fills, allocated and queued as the
+    decode comes near them.
 
-    The first member is queued at once, then the next ones while the members queued but not
-    yet asked for (:meth:`ask`) stay within :data:`_READ_AHEAD` bytes: reads keep ahead of the
-    decode, but an array the end of the graph uses is not in memory while the objects before
-    it are built, as ``pickle.load`` reads a buffer only when its opcode comes (a 200k-term
-    vocabulary is built before the 8 MB ``coef_`` after it exists, docs/PERFORMANCE.md,
-    session 9).
+    The first member is queued at once; a member the decode asks for (:meth:`ask`) at once,
+    wherever it is; and the members after the last one queued in member order (the graph's
+    order of first use, except pools, which follow the members they serve) while the members
+    queued but not yet asked for stay within :data:`_READ_AHEAD` bytes: reads keep ahead of
+    the decode, but an array the end of the graph uses is not in memory while the objects
+    before it are built, as ``pickle.load`` reads a buffer only when its opcode comes (a
+    200k-term vocabulary is built before the 8 MB ``coef_`` after it exists,
+    docs/PERFORMANCE.md, session 9).  A forest asks for its value pool, the last member,
+    first: that queues the pool alone, not the 400 node arrays before it (session 10).
 
     Parameters
     ----------
@@ -1218,10 +1221,11 @@ class _ReadQueue:
         "out",
         "waits",
         "specs",
+        "where",
+        "queued",
         "next",
         "ahead",
         "ahead_bytes",
-        "asked",
         "allocating",
     )
 
@@ -1230,10 +1234,11 @@ class _ReadQueue:
         self.out = out
         self.waits = waits
         self.specs: list[tuple] = []
-        self.next = 0  # specs[next:] are not queued
-        self.ahead: list[tuple[int, int]] = []  # (index, bytes) queued after the last asked
+        self.where: dict[int, int] = {}  # member index -> its position in specs
+        self.queued: list[bool] = []
+        self.next = 0  # specs before it are queued
+        self.ahead: dict[int, int] = {}  # member index -> bytes: queued, not yet asked for
         self.ahead_bytes = 0
-        self.asked = -1
         self.allocating = -1  # the member being queued (named when its allocation fails)
 
     def add(
@@ -1250,22 +1255,30 @@ class _ReadQueue:
         """Register member ``i`` (its data at file offset ``at``, after ``header``); the
         returned :class:`_Later` gets its job indices when the member is queued."""
         later = _Later(-1)
+        self.where[i] = len(self.specs)
         self.specs.append((i, at, header, shape, dtype, order, nbytes, blocked, later))
+        self.queued.append(False)
         return later
 
     def ask(self, i: int) -> None:
-        """The decode is about to use member ``i``: queue it (and any before it) if not yet,
-        and the next ones within :data:`_READ_AHEAD`."""
-        if i > self.asked:
-            self.asked = i
-            ahead = self.ahead
-            while ahead and ahead[0][0] <= i:
-                self.ahead_bytes -= ahead.pop(0)[1]
-        self.fill(i)
+        """The decode is about to use member ``i``: queue it if not yet, then the next ones
+        in member order within :data:`_READ_AHEAD`.
 
-    def fill(self, upto: int) -> None:
-        """Queue every member with an index up to ``upto`` (the first one at least), then the
-        following ones while the bytes queued ahead stay within :data:`_READ_AHEAD`.
+        Raises
+        ------
+        MemoryError
+            Allocating an array (the caller reports it as a limit).
+        """
+        p = self.where.get(i)
+        if p is not None and not self.queued[p]:
+            self._queue_at(p)
+        self.ahead_bytes -= self.ahead.pop(i, 0)
+        self.fill()
+
+    def fill(self, everything: bool = False) -> None:
+        """Queue the members after the last one queued in member order (the first one at
+        least) while the bytes queued ahead stay within :data:`_READ_AHEAD`; with
+        ``everything``, every member not queued yet (a load's end: all are hashed).
 
         Raises
         ------
@@ -1273,16 +1286,21 @@ class _ReadQueue:
             Allocating an array (the caller reports it as a limit).
         """
         specs = self.specs
-        ahead = self.ahead
         while self.next < len(specs):
-            i, nbytes = specs[self.next][0], specs[self.next][6]
-            if i > upto and self.next > 0:
-                if self.ahead_bytes + nbytes > _READ_AHEAD:
-                    return
-                ahead.append((i, nbytes))
-                self.ahead_bytes += nbytes
-            self._queue(specs[self.next])
+            p = self.next
+            if not self.queued[p]:
+                i, nbytes = specs[p][0], specs[p][6]
+                if not everything and p > 0:
+                    if self.ahead_bytes + nbytes > _READ_AHEAD:
+                        return
+                    self.ahead[i] = nbytes
+                    self.ahead_bytes += nbytes
+                self._queue_at(p)
             self.next += 1
+
+    def _queue_at(self, p: int) -> None:
+        self._queue(self.specs[p])
+        self.queued[p] = True
 
     def _queue(self, spec: tuple) -> None:
         i, at, header, shape, dtype, order, nbytes, blocked, later = spec
@@ -1603,7 +1621,12 @@ def load_parts(
         _drop_pages(data)  # array headers and small arrays: nothing reads the map any more
     for table in ("globals", "dtypes", "arrays"):  # resolved and read: not kept while building
         del safe.doc[table]
-    decoder = Decoder(placeholders, Builder(policy, limits, resolved), arrays, ready, consume=True)
+    # large members read beside the decode: each goes once what it is built into lets it go,
+    # unless a ref names its slot (a forest's node arrays as each Tree copies them)
+    keep = ref_ids(safe.doc) if ready is not None else None
+    decoder = Decoder(
+        placeholders, Builder(policy, limits, resolved), arrays, ready, consume=True, keep=keep
+    )
     out: dict[str, Any] = {"manifest": safe.manifest}
     try:
         for key in keys:

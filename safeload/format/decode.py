@@ -43,12 +43,15 @@ try:  # optional C walk (Decoder.dec at C speed); the Python methods below are t
 except ImportError:  # pragma: no cover - built without a compiler
     _walk = None
 
-__all__ = ["Decoder", "decode_globals"]
+__all__ = ["Decoder", "decode_globals", "ref_ids"]
 
 _IN_PROGRESS = object()
 #: the plan flag of a ``call`` node's class that :func:`~safeload.build.class_build` accepted:
 #: from its second node on, the C walk builds it as :meth:`Decoder._node` would (``fast_call``)
 _FAST_CALL = object()
+#: the slot of a finished value no ``ref`` of the graph names (``Decoder(keep=...)``): the
+#: value itself is held only by what it was built into
+_DROPPED = object()
 _ATOMS = (str, int, float, bool, type(None))
 _HEX = re.compile(r"-?[0-9a-f]+\Z")
 _CONSTS = {"Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
@@ -234,10 +237,18 @@ class Decoder:
         to a trusted ``__setstate__``: the JSON it then sees of the values not yet decoded
         (raw graph JSON either way, a known gap from before, review 9) has its decoded list
         items dropped.
+    keep : set or frozenset of int, optional
+        The slot ids the graph's ``ref`` values name (:func:`ref_ids`).  Given, a finished
+        value whose slot is not in ``keep`` leaves the slot table, and a whole-member array
+        leaves ``arrays`` at its use: each lives as long as what it was built into (a forest's
+        node arrays and the state dicts holding them go as each ``Tree`` copies them, where
+        ``pickle.load``'s memo keeps them all to the end).  Same values, counts and errors; a
+        ``ref`` to a dropped slot (none, given every ref id) is ``FormatError`` G5.
     """
 
     _in_progress = _IN_PROGRESS  # for the C walk: a slot whose value is being built
     _fast_call = _FAST_CALL  # for the C walk: a call node it builds itself
+    _dropped = _DROPPED  # for the C walk: a slot whose value was not kept
     _check_state = staticmethod(check_state)  # for the C walk: _apply_build's state check
     _apply_build = staticmethod(_apply_build)  # for the C walk: BUILD in other cases
 
@@ -248,9 +259,11 @@ class Decoder:
         arrays: list[np.ndarray],
         ready: Callable[[int], None] | None = None,
         consume: bool = False,
+        keep: set[int] | frozenset[int] | None = None,
     ):
         self.placeholders = placeholders
         self._consume = consume
+        self._keep = keep
         self._ready = ready
         self.builder = builder
         self.limits: Limits = builder.limits
@@ -343,6 +356,8 @@ class Decoder:
                         raise _bad("G3", "an 'ndarray' value has unknown keys")
                     value = self._pooled(v, index)
                     self.slots.append(value)
+                    if self._keep is not None:
+                        self._drop(len(self.slots) - 1)
                     return value
             found = self._dispatch.get(tag) if type(tag) is str else None
             if found is None:
@@ -361,6 +376,8 @@ class Decoder:
             if slot < len(slots):
                 # what a reference to this value repeats (memo bombs, tuple hash bombs)
                 self._sizes[slot] = self.items - start
+                if self._keep is not None:
+                    self._drop(slot)
             return result
         if tp is list:
             if depth > self._max_depth:
@@ -380,10 +397,18 @@ class Decoder:
                 for x in v:
                     out.append(x if type(x) in _ATOMS else dec(x, depth))
             self._sizes[slot] = self.items - start
+            if self._keep is not None:
+                self._drop(slot)
             return out
         if tp is str or tp is int or tp is float or tp is bool or v is None:
             return v
         raise _bad("G4", f"unexpected JSON value of type {tp.__name__}")  # pragma: no cover
+
+    def _drop(self, slot: int) -> None:
+        """``Decoder(keep=...)``: a finished value whose slot no ref names is held by the
+        slot table no longer (by what it was built into, if anything)."""
+        if slot not in self._keep:  # type: ignore[operator]
+            self.slots[slot] = _DROPPED
 
     def _reserve(self) -> int:
         self.slots.append(_IN_PROGRESS)
@@ -450,6 +475,8 @@ class Decoder:
         hit = self.slots[ref]
         if hit is _IN_PROGRESS:
             raise _bad("G5", "a value is referenced inside its own construction")
+        if hit is _DROPPED:  # keep holds every id a ref of the graph names: not reached
+            raise _bad("G5", "a reference names a value the decoder did not keep")
         self._count(self._sizes.get(ref, 0))
         return hit
 
@@ -666,6 +693,8 @@ class Decoder:
             if self._ready is not None:
                 self._ready(index)
             value = self.arrays[index]
+            if self._keep is not None:  # held from now on by what it is built into
+                self.arrays[index] = None
         self.slots.append(value)
         return value
 
@@ -860,6 +889,26 @@ class Decoder:
         if error is exc:
             raise exc
         raise error from exc
+
+
+def ref_ids(doc: Any) -> set[int]:
+    """Every ``id`` of a ``{"$": "ref", "id": int}`` object anywhere in parsed JSON ``doc``
+    (for ``Decoder(keep=...)``): every object and list is visited, whatever it means, so a
+    ref the decoder could meet is never missed (an object that only looks like one, e.g. a
+    dict literal's items, adds an id: a slot kept, nothing more).  In C when built."""
+    if _walk is not None:
+        return _walk.ref_ids(doc)
+    found: set[int] = set()
+    stack = [doc]
+    while stack:
+        x = stack.pop()
+        if type(x) is dict:
+            if x.get("$") == "ref" and type(x.get("id")) is int:
+                found.add(x["id"])
+            stack.extend(x.values())
+        elif type(x) is list:
+            stack.extend(x)
+    return found
 
 
 def _consumed(items: list, dec: Callable[[Any, int], Any], depth: int) -> Iterator[Any]:
