@@ -712,6 +712,13 @@ def _apply_build(inst: Any, state: Any, name: str) -> None:
         check_state(inst, state, name)  # compiled __setstate__ that index their state
         setstate(state)
         return
+    _build_dict(inst, state, name)
+
+
+def _build_dict(inst: Any, state: Any, name: str) -> None:
+    """``BUILD`` of an instance whose ``__setstate__`` is missing or None: ``state`` (or
+    ``(state, slotstate)``) into its ``__dict__`` and slots, as ``pickle._Unpickler.load_build``
+    does (also the C walk's, ``format/_walk.c`` ``fast_call``, after its own lookup)."""
     slotstate = None
     if isinstance(state, tuple) and len(state) == 2:
         state, slotstate = state

@@ -119,6 +119,22 @@ class AttrRaising(P):
         self.boom = bool(args)
 
 
+class NoneSetstate:
+    """``__setstate__ = None``: BUILD updates the instance ``__dict__`` (review 10)."""
+
+    __setstate__ = None
+
+
+class CountingGetattr:
+    """No ``__setstate__``; ``__getattr__`` counts its calls in the instance (review 10: the
+    C walk must look ``__setstate__`` up once, as ``_apply_build`` does)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "__setstate__":
+            vars(self)["lookups"] = vars(self).get("lookups", 0) + 1
+        raise AttributeError(name)
+
+
 NAMES = [
     f"tests._hostilenode.{n}"
     for n in (
@@ -133,5 +149,7 @@ NAMES = [
         "Copying",
         "Bare",
         "AttrRaising",
+        "NoneSetstate",
+        "CountingGetattr",
     )
 ]

@@ -74,7 +74,7 @@ _g = st.sampled_from([0, 0, 0, 1, 1, 1, 2, 3, 4, 5, 6, 7])  # mostly the plain c
 _bad_g = st.sampled_from([True, 0.0, -1, 99])
 #: call nodes (``_walk.c`` ``fast_call`` from a global's second node on): every class above,
 #: the ones without ``__setstate__`` or whose lookup of it raises too
-_call_g = st.sampled_from([0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10])
+_call_g = st.sampled_from([0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 11, 12])
 
 
 def _values(children: st.SearchStrategy) -> st.SearchStrategy:
@@ -246,6 +246,21 @@ def test_a_call_node_whose_arguments_name_itself_is_the_reference_error(monkeypa
         "safe format rule G5: a value is referenced inside its own construction",
     )
     assert fast == _run(_Reference, graph, Limits())
+
+
+def test_a_none_or_missing_setstate_is_looked_up_once_and_builds_the_dict(monkeypatch):
+    # review 10: fast_call called a __setstate__ that is None (TypeError), and looked a
+    # missing one up twice (its own lookup, then _apply_build's)
+    state = {"$": "dict", "v": {"a": 1}}
+    for g in (11, 12):  # NoneSetstate, CountingGetattr
+        graph = _calls(g, [state, state, state], args=[])
+        fast, python_nodes = _python_nodes(monkeypatch, graph)
+        ref = _run(_Reference, graph, Limits())
+        assert python_nodes == 1 and fast[0][0] == ref[0][0] == "ok"
+        _same(fast[0][1], ref[0][1], {})
+        for obj in fast[0][1]:
+            assert vars(obj) == ({"a": 1} if g == 11 else {"lookups": 1, "a": 1})
+        assert fast[1:] == ref[1:]
 
 
 def test_a_setstate_lookup_that_raises_is_the_reference_error(monkeypatch):

@@ -6,8 +6,8 @@
  *   Walker(decoder, dispatch, atoms, ndarray_keys, max_depth, max_items, error)
  *       decoder   the Python Decoder; its slots, arrays, _sizes, _shapes, _pool_next, _plans,
  *                 builder.finish, builder.invoke, _pooled, _set_state, _obj_error,
- *                 _fast_call, _dropped, _keep, _check_state and _apply_build are read once
- *                 here and must not be rebound while the walker lives.
+ *                 _fast_call, _dropped, _keep, _check_state, _apply_build and _build_dict
+ *                 are read once here and must not be rebound while the walker lives.
  *       dispatch  tag -> (handler, allowed keys): Decoder's _dispatch_table.
  *       error     error(kind, *args) raises the reference's exception for `kind` (so the
  *                 messages live in one place, decode.py).
@@ -51,7 +51,7 @@ typedef struct {
     PyObject *slots, *arrays, *sizes, *shapes, *pool_next;
     PyObject *pooled;    /* bound Decoder._pooled */
     PyObject *plans, *in_progress, *obj_error, *set_state, *finish; /* for plain obj nodes */
-    PyObject *fast_call, *invoke, *check_state, *apply_build;       /* and for call nodes */
+    PyObject *fast_call, *invoke, *check_state, *apply_build, *build_dict; /* call nodes */
     PyObject *dropped, *keep; /* Decoder(keep=...): a set of slot ids, or None */
     PyObject *str_obj, *str_g, *str_state, *str_new, *str_setstate, *str_call, *str_args, *str_ref, *str_id;
     PyObject *str_tag, *str_i, *str_at, *str_shape, *str_order, *str_v, *str_reshape;
@@ -466,29 +466,33 @@ static PyObject *fast_call(Walker *w, PyObject *v, Py_ssize_t depth) {
     if (state) {
         st = is_atom(w, state) ? (Py_INCREF(state), state) : walker_dec(w, state, depth);
         if (!st) goto fail;
-        PyObject *setstate = NULL;
+        PyObject *build_args[4] = {NULL, result, st, name};
         if (Py_TYPE(result) == (PyTypeObject *)cls) {
-            /* _apply_build's branch for an instance with __setstate__ */
-            setstate = PyObject_GetAttr(result, w->str_setstate);
+            /* _apply_build for an instance of such a class: its one getattr(inst,
+             * "__setstate__", None), then check_state and the call, or _build_dict */
+            PyObject *setstate = PyObject_GetAttr(result, w->str_setstate);
             if (!setstate) {
                 if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
                     obj_error(w, "state", name, pair);
                     goto fail;
                 }
-                PyErr_Clear(); /* getattr(inst, "__setstate__", None) is None */
+                PyErr_Clear();
+            } else if (setstate == Py_None) {
+                Py_CLEAR(setstate);
             }
-        }
-        if (setstate) {
-            PyObject *check_args[4] = {NULL, result, st, name};
-            r = PyObject_Vectorcall(w->check_state, check_args + 1,
-                                    3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-            if (r) {
-                Py_DECREF(r);
-                r = PyObject_CallOneArg(setstate, st);
+            if (setstate) {
+                r = PyObject_Vectorcall(w->check_state, build_args + 1,
+                                        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                if (r) {
+                    Py_DECREF(r);
+                    r = PyObject_CallOneArg(setstate, st);
+                }
+                Py_DECREF(setstate);
+            } else {
+                r = PyObject_Vectorcall(w->build_dict, build_args + 1,
+                                        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
             }
-            Py_DECREF(setstate);
         } else {
-            PyObject *build_args[4] = {NULL, result, st, name};
             r = PyObject_Vectorcall(w->apply_build, build_args + 1,
                                     3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         }
@@ -685,6 +689,7 @@ static int Walker_clear(Walker *w) {
     Py_CLEAR(w->invoke);
     Py_CLEAR(w->check_state);
     Py_CLEAR(w->apply_build);
+    Py_CLEAR(w->build_dict);
     Py_CLEAR(w->dropped);
     Py_CLEAR(w->keep);
     return 0;
@@ -717,6 +722,7 @@ static int Walker_traverse(Walker *w, visitproc visit, void *arg) {
     Py_VISIT(w->invoke);
     Py_VISIT(w->check_state);
     Py_VISIT(w->apply_build);
+    Py_VISIT(w->build_dict);
     Py_VISIT(w->dropped);
     Py_VISIT(w->keep);
     return 0;
@@ -798,6 +804,7 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds) {
     if (!(w->fast_call = attr_of(decoder, "_fast_call", NULL))) return -1;
     if (!(w->check_state = attr_of(decoder, "_check_state", NULL))) return -1;
     if (!(w->apply_build = attr_of(decoder, "_apply_build", NULL))) return -1;
+    if (!(w->build_dict = attr_of(decoder, "_build_dict", NULL))) return -1;
     if (!(w->dropped = attr_of(decoder, "_dropped", NULL))) return -1;
     if (!(w->keep = attr_of(decoder, "_keep", NULL))) return -1;
     if (w->keep != Py_None && !PyAnySet_Check(w->keep)) {

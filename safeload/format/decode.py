@@ -23,6 +23,7 @@ from ..audit import audit
 from ..build import (
     Builder,
     _apply_build,
+    _build_dict,
     class_build,
     construct,
     construct_error,
@@ -251,6 +252,7 @@ class Decoder:
     _dropped = _DROPPED  # for the C walk: a slot whose value was not kept
     _check_state = staticmethod(check_state)  # for the C walk: _apply_build's state check
     _apply_build = staticmethod(_apply_build)  # for the C walk: BUILD in other cases
+    _build_dict = staticmethod(_build_dict)  # for the C walk: BUILD without __setstate__
 
     def __init__(
         self,
