@@ -135,6 +135,16 @@ class CountingGetattr:
         raise AttributeError(name)
 
 
+class CopyAtoC:
+    """Copies one entry of the state dict it is handed into another key of it (review 10):
+    through a ref to a dict still being decoded, that writes into raw graph JSON."""
+
+    def __setstate__(self, state: Any) -> None:
+        if type(state) is dict and "a" in state and "c" in state:
+            state["c"] = state["a"]
+        self.s = dict(state)
+
+
 NAMES = [
     f"tests._hostilenode.{n}"
     for n in (
@@ -151,5 +161,6 @@ NAMES = [
         "AttrRaising",
         "NoneSetstate",
         "CountingGetattr",
+        "CopyAtoC",
     )
 ]

@@ -318,3 +318,39 @@ def test_trees_the_walk_builds_are_checked_before_use():
     ]
     with pytest.raises(safeload.ValidationError, match="children_left"):
         safeload.loads(safeload.dumps(trees))
+
+
+def test_a_ref_that_trusted_code_writes_into_raw_graph_json_fails_closed_under_keep(tmp_path):
+    # review 10: CopyAtoC, handed the dict D still being decoded (through a ref), copies its
+    # decoded "a" -- a dict that spells {"$": "ref", "id": 1} -- into D["c"], which is then
+    # decoded as graph JSON: a ref that ref_ids never saw.  Without keep it is slot 1's value;
+    # with keep (a path load of a file over 1 MiB whose large member is read beside the
+    # decode) slot 1 was left out: FormatError G5, never a wrong value (docs/SECURITY.md)
+    import numpy as np
+
+    import safeload
+
+    from . import _safezip as z
+
+    def edit(doc):
+        doc["globals"] = [["tests._hostilenode", "CopyAtoC"]]
+        doc["root"] = [  # slots: 0 the list, 1 [7], 2 the array, 3 the dict D
+            [7],
+            {"$": "ndarray", "i": 0},
+            {
+                "$": "dict",
+                "v": {
+                    "a": {"$": "dict", "items": [["$", "ref"], ["id", 1]]},
+                    "b": {"$": "obj", "g": 0, "state": {"$": "ref", "id": 3}},
+                    "c": 0,
+                },
+            },
+        ]
+
+    data = z.edit(safeload.dumps([np.zeros(200_000)]), graph=edit)
+    trusted = ["tests._hostilenode.CopyAtoC"]
+    assert safeload.loads(data, trusted=trusted)[2]["c"] == [7]
+    path = tmp_path / "copy.safeload"
+    path.write_bytes(data)
+    with pytest.raises(safeload.FormatError, match="G5: a reference names a value the decoder"):
+        safeload.load(path, trusted=trusted)

@@ -244,7 +244,10 @@ class Decoder:
         leaves ``arrays`` at its use: each lives as long as what it was built into (a forest's
         node arrays and the state dicts holding them go as each ``Tree`` copies them, where
         ``pickle.load``'s memo keeps them all to the end).  Same values, counts and errors; a
-        ``ref`` to a dropped slot (none, given every ref id) is ``FormatError`` G5.
+        ``ref`` to a dropped slot is ``FormatError`` G5 (none in the graph that was scanned;
+        one that a trusted ``__setstate__`` writes into raw graph JSON it was handed through a
+        ``ref`` to an unfinished dict can be, where ``keep=None`` would resolve it: review 10,
+        docs/SECURITY.md).
     """
 
     _in_progress = _IN_PROGRESS  # for the C walk: a slot whose value is being built
