@@ -318,6 +318,24 @@ static void obj_error(Walker *w, const char *stage, PyObject *name, PyObject *pa
     Py_XDECREF(tb);
 }
 
+/* Decoder._plans[(g, tag)] (borrowed) when Decoder._node cached it with the fast-path `flag`
+ * (True: a plain obj node; Decoder._fast_call: a call node) and a class for its plan; NULL
+ * otherwise, with an exception set only when the lookup itself failed. */
+static PyObject *cached_plan(Walker *w, PyObject *g, PyObject *tag, PyObject *flag) {
+    PyObject *key = PyTuple_Pack(2, g, tag);
+    if (!key) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(w->plans, key);
+    Py_DECREF(key);
+    if (!entry || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
+        PyTuple_GET_ITEM(entry, 3) != flag)
+        return NULL;
+    PyObject *plan = PyTuple_GET_ITEM(entry, 0);
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 3 ||
+        !PyType_Check(PyTuple_GET_ITEM(plan, 0)))
+        return NULL;
+    return entry;
+}
+
 /* {"$": "obj", "g", "state"} whose plan Decoder._node cached as plain: Decoder._plain_node.
  * `depth` is the handler's (the node's + 1).  NULL with no exception set means "not this
  * case" (nothing done yet): the caller calls the Python handler. */
@@ -327,17 +345,9 @@ static PyObject *fast_obj(Walker *w, PyObject *v, Py_ssize_t depth) {
     if (!g || !PyLong_CheckExact(g)) return NULL;
     PyObject *state = PyDict_GetItemWithError(v, w->str_state);
     if (!state) return NULL;
-    PyObject *key = PyTuple_Pack(2, g, w->str_obj);
-    if (!key) return NULL;
-    PyObject *entry = PyDict_GetItemWithError(w->plans, key);
-    Py_DECREF(key);
-    if (!entry || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
-        PyTuple_GET_ITEM(entry, 3) != Py_True)
-        return NULL;
+    PyObject *entry = cached_plan(w, g, w->str_obj, Py_True);
+    if (!entry) return NULL;
     PyObject *plan = PyTuple_GET_ITEM(entry, 0);
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 3 ||
-        !PyType_Check(PyTuple_GET_ITEM(plan, 0)))
-        return NULL;
     /* the fast case from here on: every failure sets an exception */
     Py_INCREF(entry);
     Py_INCREF(state);
@@ -416,17 +426,9 @@ static PyObject *fast_call(Walker *w, PyObject *v, Py_ssize_t depth) {
     if (!state && PyErr_Occurred()) return NULL;
     /* "$", "g" and these: no kwargs, items or setitems */
     if (PyDict_GET_SIZE(v) != 2 + (raw_args != NULL) + (state != NULL)) return NULL;
-    PyObject *key = PyTuple_Pack(2, g, w->str_call);
-    if (!key) return NULL;
-    PyObject *entry = PyDict_GetItemWithError(w->plans, key);
-    Py_DECREF(key);
-    if (!entry || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
-        PyTuple_GET_ITEM(entry, 3) != w->fast_call)
-        return NULL;
+    PyObject *entry = cached_plan(w, g, w->str_call, w->fast_call);
+    if (!entry) return NULL;
     PyObject *plan = PyTuple_GET_ITEM(entry, 0);
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 3 ||
-        !PyType_Check(PyTuple_GET_ITEM(plan, 0)))
-        return NULL;
     /* the fast case from here on: every failure sets an exception */
     Py_INCREF(entry);
     Py_XINCREF(raw_args);
