@@ -184,21 +184,43 @@ def test_a_dropped_hasher_with_reads_queued_stops_its_threads_and_releases(dataf
         buf.extend(b"!")
 
 
-def test_one_thread_reads_and_hashes(datafile):
+def test_one_thread_reads_and_hashes_from_the_first_wait(datafile):
     # session 10: a reader thread beside the hashing thread made three busy threads on two
-    # vCPUs (and TLB-shootdown interrupts on each copy-on-write fault of a forked loader)
+    # vCPUs (and TLB-shootdown interrupts on each copy-on-write fault of a forked loader);
+    # session 11: read() starts no thread (the decode's Python before its first wait ran at
+    # half speed beside a busy worker), the first wait() starts the one worker
     fh, data = datafile
     before = set(os.listdir("/proc/self/task"))  # thread ids (others may come and go)
     bufs = [np.empty(1 << 20, np.uint8) for _ in range(4)]
     hasher = _blockhash.Hasher()
     hasher.set_file(fh.fileno())
     ids = [hasher.read(k << 20, b"h", buf) for k, buf in enumerate(bufs)]
+    assert set(os.listdir("/proc/self/task")) - before == set()
+    hasher.wait(ids[0])
+    assert bufs[0].tobytes() == data[: 1 << 20]
     started = set(os.listdir("/proc/self/task")) - before
     assert len(started) == 1
     assert hasher.join() == [
         hashlib.sha256(b"h" + data[k << 20 : (k + 1) << 20]).hexdigest() for k in ids
     ]
     assert not started & set(os.listdir("/proc/self/task"))
+
+
+def test_join_alone_reads_and_hashes_with_the_worker(datafile):
+    # no wait() at all: join() starts the worker and both threads read and hash what is queued
+    fh, data = datafile
+    before = set(os.listdir("/proc/self/task"))
+    bufs = [bytearray(1 << 20) for _ in range(4)]
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    for k, buf in enumerate(bufs):
+        hasher.read(k << 20, b"", buf)
+    assert set(os.listdir("/proc/self/task")) - before == set()
+    assert hasher.join() == [
+        hashlib.sha256(data[k << 20 : (k + 1) << 20]).hexdigest() for k in range(4)
+    ]
+    assert [bytes(buf) for buf in bufs] == [data[k << 20 : (k + 1) << 20] for k in range(4)]
+    assert set(os.listdir("/proc/self/task")) - before == set()
 
 
 def test_buffers_of_done_jobs_are_given_back_before_join(datafile):

@@ -20,7 +20,8 @@
  *       C-contiguous buffer), then SHA-256(head + buffer) as add() does.  The worker thread
  *       fills the buffers in read() order, without the GIL, whenever no job it could hash
  *       is waiting (hashes first: the caller reads while it waits); the hash of one waits
- *       for its read.  The caller must not touch `buffer` before wait() returned for its
+ *       for its read.  read() starts no thread: the worker starts at the first wait() or
+ *       join() (below).  The caller must not touch `buffer` before wait() returned for its
  *       index.
  *   Hasher.wait(index)
  *       Block (without the GIL) until the read of job `index` is done, reading the next
@@ -34,7 +35,12 @@
  *   releases every buffer.
  *
  * Reads and hashes overlap the caller's decode: it waits only for the member it needs next
- * (docs/PERFORMANCE.md, session 6).
+ * (docs/PERFORMANCE.md, session 6).  The worker of read() jobs starts only when the caller
+ * first waits (wait() or join()): in a process forked from the one that imported the
+ * libraries, the Python code the caller runs before that makes copy-on-write faults, and with a
+ * second thread of the process busy on the other CPU each fault interrupts it to flush its TLB.
+ * Both threads then ran at about half speed; an 8 MB member read and hashed from the first
+ * wait() on is loaded 0.5 ms (6 %) sooner (docs/PERFORMANCE.md, session 11).
  *
  * Why: hashlib needs the GIL between two updates, so a worker thread waits up to the switch
  * interval (5 ms) whenever the loader runs Python (decoding the graph), and the hashing piles
@@ -75,6 +81,15 @@ typedef struct {
 } Hasher;
 
 static void release_done(Hasher *h);
+static void *worker_main(void *arg);
+
+/* Start the worker thread if it is not running (mutex held, GIL not needed): once, and never
+ * after stop_worker().  Without a thread, wait() and join() read and hash on the calling
+ * thread alone. */
+static void start_worker(Hasher *h) {
+    if (h->started || h->closing || h->count == 0) return;
+    if (pthread_create(&h->thread, NULL, worker_main, h) == 0) h->started = 1;
+}
 
 /* SHA-256(head + data) into md; 0 on success. No Python calls: runs without the GIL. */
 static int sha256_two(const void *head, size_t head_len, const void *data, size_t len,
@@ -315,10 +330,7 @@ static PyObject *Hasher_add(Hasher *h, PyObject *const *args, Py_ssize_t nargs) 
     int here = h->started && h->next < k;
     if (here) job->state = 1;
     Job snapshot = *job;
-    if (!here && !h->started) {
-        if (pthread_create(&h->thread, NULL, worker_main, h) == 0) h->started = 1;
-        /* else no thread: join() hashes everything on the calling thread */
-    }
+    if (!here) start_worker(h); /* else no thread: join() hashes everything here */
     if (!here && h->started) pthread_cond_signal(&h->wake);
     pthread_mutex_unlock(&h->mutex);
     if (here) {
@@ -385,11 +397,8 @@ static PyObject *Hasher_read(Hasher *h, PyObject *const *args, Py_ssize_t nargs)
     h->jobs[k].offset = offset;
     h->jobs[k].rstate = view.len > 0 ? 1 : 0;
     if (view.len > 0) h->reads_pending++;
-    if (!h->started) {
-        /* without a thread, wait() and join() read and hash on the calling thread */
-        if (pthread_create(&h->thread, NULL, worker_main, h) == 0) h->started = 1;
-    }
-    pthread_cond_signal(&h->wake);
+    /* no thread yet: the first wait() or join() starts it (module doc) */
+    if (h->started) pthread_cond_signal(&h->wake);
     pthread_mutex_unlock(&h->mutex);
     return PyLong_FromSsize_t(k);
 }
@@ -443,6 +452,7 @@ static PyObject *Hasher_wait(Hasher *h, PyObject *arg) {
         pthread_mutex_unlock(&h->mutex);
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&h->mutex);
+        start_worker(h);
         /* read the next blocks here too, beside the worker (the reads are what the caller
          * waits for; the worker hashes what is read) */
         while (h->jobs[k].rstate > 0) {
@@ -471,6 +481,9 @@ static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
     h->finished = 1;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&h->mutex);
+    skip_taken(h);
+    if (h->reads_pending > 0 || h->next < h->count) start_worker(h); /* work for two */
+    if (h->started) pthread_cond_signal(&h->wake);
     for (;;) { /* hash the queued jobs here too, beside the worker, as their reads finish */
         Job snapshot;
         Py_ssize_t k = take(h, &snapshot);
