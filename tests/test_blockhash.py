@@ -170,18 +170,26 @@ def test_the_hasher_reads_from_its_own_duplicate_of_the_descriptor(tmp_path):
     assert buf.tobytes() == b"abc" * 100_000
 
 
-def test_a_dropped_hasher_with_reads_queued_stops_its_threads_and_releases(datafile):
-    fh, _ = datafile
+@pytest.mark.parametrize("started", [False, True])
+def test_a_dropped_hasher_with_reads_queued_stops_its_threads_and_releases(datafile, started):
+    # started: the first wait() started the worker, which may be reading or hashing the later
+    # blocks when the hasher goes; without it no thread ever ran (read() starts none)
+    fh, data = datafile
+    before = set(os.listdir("/proc/self/task"))
     bufs = [bytearray(1 << 20) for _ in range(5)]
     hasher = _blockhash.Hasher()
     hasher.set_file(fh.fileno())
-    for k, buf in enumerate(bufs):
-        hasher.read(k << 20, b"", buf)
+    ids = [hasher.read(k << 20, b"", buf) for k, buf in enumerate(bufs)]
+    if started:
+        hasher.wait(ids[0])
+        assert bytes(bufs[0]) == data[: 1 << 20]
+        assert len(set(os.listdir("/proc/self/task")) - before) == 1
     with pytest.raises(BufferError):
-        bufs[0].extend(b"!")  # exported while the read may still be running
+        bufs[-1].extend(b"!")  # exported until the hasher goes
     del hasher
     for buf in bufs:
         buf.extend(b"!")
+    assert set(os.listdir("/proc/self/task")) - before == set()
 
 
 def test_one_thread_reads_and_hashes_from_the_first_wait(datafile):
@@ -221,6 +229,15 @@ def test_join_alone_reads_and_hashes_with_the_worker(datafile):
     ]
     assert [bytes(buf) for buf in bufs] == [data[k << 20 : (k + 1) << 20] for k in range(4)]
     assert set(os.listdir("/proc/self/task")) - before == set()
+
+
+def test_join_of_a_single_zero_length_read_hashes_its_head(datafile):
+    # nothing to read and one job to hash: join() does it on the calling thread
+    fh, _ = datafile
+    hasher = _blockhash.Hasher()
+    hasher.set_file(fh.fileno())
+    assert hasher.read(0, b"head", bytearray(0)) == 0
+    assert hasher.join() == [hashlib.sha256(b"head").hexdigest()]
 
 
 def test_buffers_of_done_jobs_are_given_back_before_join(datafile):

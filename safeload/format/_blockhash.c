@@ -20,9 +20,9 @@
  *       C-contiguous buffer), then SHA-256(head + buffer) as add() does.  The worker thread
  *       fills the buffers in read() order, without the GIL, whenever no job it could hash
  *       is waiting (hashes first: the caller reads while it waits); the hash of one waits
- *       for its read.  read() starts no thread: the worker starts at the first wait() or
- *       join() (below).  The caller must not touch `buffer` before wait() returned for its
- *       index.
+ *       for its read.  read() starts no thread: the worker starts at the first wait() whose
+ *       job's read is still pending, at join() when two or more jobs are left, or at add()
+ *       (below).  The caller must not touch `buffer` before wait() returned for its index.
  *   Hasher.wait(index)
  *       Block (without the GIL) until the read of job `index` is done, reading the next
  *       blocks on this thread too; raises EOFError when the file ended first, OSError when
@@ -40,7 +40,8 @@
  * libraries, the Python code the caller runs before that makes copy-on-write faults, and with a
  * second thread of the process busy on the other CPU each fault interrupts it to flush its TLB.
  * Both threads then ran at about half speed; an 8 MB member read and hashed from the first
- * wait() on is loaded 0.5 ms (6 %) sooner (docs/PERFORMANCE.md, session 11).
+ * wait() on loads in 6.73 ms instead of 7.14 in the benchmark's forked children
+ * (docs/PERFORMANCE.md, session 11).
  *
  * Why: hashlib needs the GIL between two updates, so a worker thread waits up to the switch
  * interval (5 ms) whenever the loader runs Python (decoding the graph), and the hashing piles
@@ -76,19 +77,22 @@ typedef struct {
     pthread_t thread;
     Py_ssize_t rnext; /* no job before it waits for its read */
     int fd;           /* dup of set_file()'s descriptor, -1 without */
-    int sync_ready, started, closing, cancelled, finished, running;
+    int sync_ready, started, closing, cancelled, finished, running, start_failed;
     int reads_pending;
 } Hasher;
 
 static void release_done(Hasher *h);
 static void *worker_main(void *arg);
 
-/* Start the worker thread if it is not running (mutex held, GIL not needed): once, and never
- * after stop_worker().  Without a thread, wait() and join() read and hash on the calling
- * thread alone. */
+/* Start the worker thread if it is not running (mutex held, GIL not needed): once, never
+ * after join() or stop_worker() (`closing`), and not again after pthread_create failed.
+ * Without a thread, wait() reads and join() reads and hashes on the calling thread alone. */
 static void start_worker(Hasher *h) {
-    if (h->started || h->closing || h->count == 0) return;
-    if (pthread_create(&h->thread, NULL, worker_main, h) == 0) h->started = 1;
+    if (h->started || h->closing || h->start_failed || h->count == 0) return;
+    if (pthread_create(&h->thread, NULL, worker_main, h) == 0)
+        h->started = 1;
+    else
+        h->start_failed = 1;
 }
 
 /* SHA-256(head + data) into md; 0 on success. No Python calls: runs without the GIL. */
@@ -112,8 +116,6 @@ static int run_job(Job *snapshot) {
                : -1;
 }
 
-/* Take the next queued job (mutex held); -1 when none. The jobs array may move when add()
- * grows it, so the taker works on a copy of the job's pointers. */
 /* Move `next` past the jobs add() hashed itself (mutex held). */
 static void skip_taken(Hasher *h) {
     while (h->next < h->count) {
@@ -223,6 +225,7 @@ static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     }
     Hasher *h = (Hasher *)type->tp_alloc(type, 0);
     if (!h) return NULL;
+    h->fd = -1; /* before any failure below: the dealloc closes a descriptor >= 0 */
     if (pthread_mutex_init(&h->mutex, NULL) != 0) {
         Py_DECREF(h);
         return PyErr_Format(PyExc_OSError, "pthread_mutex_init failed");
@@ -238,7 +241,6 @@ static PyObject *Hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         Py_DECREF(h);
         return PyErr_Format(PyExc_OSError, "pthread_cond_init failed");
     }
-    h->fd = -1;
     h->sync_ready = 1;
     return (PyObject *)h;
 }
@@ -482,7 +484,7 @@ static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&h->mutex);
     skip_taken(h);
-    if (h->reads_pending > 0 || h->next < h->count) start_worker(h); /* work for two */
+    if (h->reads_pending > 0 || h->count - h->next > 1) start_worker(h); /* work for two */
     if (h->started) pthread_cond_signal(&h->wake);
     for (;;) { /* hash the queued jobs here too, beside the worker, as their reads finish */
         Job snapshot;
@@ -503,6 +505,7 @@ static PyObject *Hasher_join(Hasher *h, PyObject *Py_UNUSED(ignored)) {
         pthread_mutex_lock(&h->mutex);
         finish_job(h, k, &snapshot, state);
     }
+    h->closing = 1; /* no thread starts after join(), whatever another caller does */
     pthread_mutex_unlock(&h->mutex);
     stop_worker(h, 0);
     Py_END_ALLOW_THREADS
