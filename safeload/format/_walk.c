@@ -336,6 +336,17 @@ static PyObject *cached_plan(Walker *w, PyObject *g, PyObject *tag, PyObject *fl
     return entry;
 }
 
+/* builder.finish(result, pair): a built array's bytes counted, an object queued for its
+ * validation (build.Builder.finish); 0, or -1 with the exception set. */
+static int finish_node(Walker *w, PyObject *result, PyObject *pair) {
+    PyObject *args[3] = {NULL, result, pair};
+    PyObject *r =
+        PyObject_Vectorcall(w->finish, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* {"$": "obj", "g", "state"} whose plan Decoder._node cached as plain: Decoder._plain_node.
  * `depth` is the handler's (the node's + 1).  NULL with no exception set means "not this
  * case" (nothing done yet): the caller calls the Python handler. */
@@ -385,10 +396,7 @@ static PyObject *fast_obj(Walker *w, PyObject *v, Py_ssize_t depth) {
         }
         Py_DECREF(r);
     }
-    PyObject *args[3] = {NULL, result, pair};
-    r = PyObject_Vectorcall(w->finish, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    if (!r) goto fail;
-    Py_DECREF(r);
+    if (finish_node(w, result, pair) < 0) goto fail;
     goto done;
 fail:
     Py_CLEAR(result);
@@ -500,13 +508,7 @@ static PyObject *fast_call(Walker *w, PyObject *v, Py_ssize_t depth) {
         }
         if (state_step(w, r, name, pair) < 0) goto fail;
     }
-    {
-        PyObject *finish_args[3] = {NULL, result, pair};
-        r = PyObject_Vectorcall(w->finish, finish_args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                NULL);
-    }
-    if (!r) goto fail;
-    Py_DECREF(r);
+    if (finish_node(w, result, pair) < 0) goto fail;
     goto done;
 fail:
     Py_CLEAR(result);
